@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sectune-installed
+
+.PHONY: setup demo test test-slow lint typecheck bench clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned so that a CPU machine takes the CPU wheel, not a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip check
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/sectune demo --out demo-out
+
+test: setup
+	$(PY) -m pytest -q -n 2
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(VENV)/bin/sectune bench
+
+clean:
+	rm -rf demo-out .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,3 @@
+from sectune.cli.main import main
+
+main()

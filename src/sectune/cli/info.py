@@ -1,0 +1,58 @@
+"""CLI commands about the toolkit itself: models, doctor, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("models")(models)
+    app.command("doctor")(doctor)
+    app.command("demo")(demo)
+
+
+def models() -> None:
+    """List the model registry: keys, hub ids, chat families, LoRA targets, defaults."""
+    from rich.table import Table
+
+    from sectune.cli.common import console
+    from sectune.registry.models import REGISTRY
+
+    table = Table(title="sectune model registry")
+    for column in ("key", "hub id", "family", "params", "LoRA targets", "r/alpha/lr", "notes"):
+        table.add_column(column)
+    for spec in REGISTRY.values():
+        d = spec.defaults
+        notes = "; ".join(n for n in (spec.note, "gated" if spec.gated else "") if n)
+        table.add_row(
+            spec.key,
+            spec.hub_id,
+            spec.family,
+            f"{spec.arch.params_b:g}B",
+            ",".join(spec.lora_targets),
+            f"{d.lora_r}/{d.lora_alpha}/{d.learning_rate:g}",
+            notes,
+        )
+    console().print(table)
+
+
+def doctor() -> None:
+    """What this machine has and what that means for each training method."""
+    from sectune.doctor import print_report
+
+    print_report()
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every stage's output.")] = Path("demo-out"),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
+    sets: Annotated[list[str] | None, typer.Option("--set", "-s", help="Dotted override.")] = None,
+) -> None:
+    """Run the whole pipeline on the embedded model with small sizes (offline, CPU)."""
+    from sectune.cli.common import load
+    from sectune.demo import run_demo
+
+    run_demo(load(config, sets), out)

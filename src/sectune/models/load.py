@@ -1,0 +1,182 @@
+"""One place that knows how to load a model: registry key, HF folder, or a sectune train run.
+
+Used by train, evaluate and the local LLM provider. Safetensors only; ``trust_remote_code`` stays
+off unless the caller asks. 4-bit models loaded here for *training* must never be used for eval or
+generation (bitsandbytes repacks weights after an eval forward and LoRA gradients silently break on
+CPU): ``load_for_inference`` always loads a fresh instance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sectune.errors import UserError
+from sectune.registry.models import REGISTRY, ModelSpec
+
+Quantization = Literal["4bit", "8bit"] | None
+RUN_SUMMARY = "summary.json"
+RUN_ADAPTER = "adapter"
+RUN_MODEL = "model"
+RUN_TEMPLATE = "chat_template.jinja"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's weights live and what the registry knows about it (if anything)."""
+
+    path: str  # a local folder (or a hub id found in the local HF cache)
+    spec: ModelSpec | None
+    ref: str  # what the user wrote
+
+
+def resolve_model(ref: str | Path) -> ResolvedModel:
+    """Turn a registry key or a folder path into a loadable location."""
+    text = str(ref)
+    if text in REGISTRY:
+        spec = REGISTRY[text]
+        if spec.embedded:
+            from sectune.registry.embedded import ensure_embedded_model
+
+            return ResolvedModel(str(ensure_embedded_model()), spec, text)
+        return ResolvedModel(spec.hub_id, spec, text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError(
+                "not a model folder (no config.json)",
+                file=path,
+                fix="pass a registry key (sectune models), an HF model folder or a train run",
+            )
+        return ResolvedModel(str(path), spec_for_folder(path), text)
+    from sectune.errors import unknown_name_error
+
+    raise unknown_name_error("model", text, REGISTRY)
+
+
+def spec_for_folder(path: Path) -> ModelSpec | None:
+    """The registry entry whose hub id a folder's config names, when it names one."""
+    try:
+        name = json.loads((path / "config.json").read_text()).get("_name_or_path", "")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return next((s for s in REGISTRY.values() if s.hub_id == name), None)
+
+
+def is_train_run(path: str | Path) -> bool:
+    path = Path(path)
+    return (
+        path.is_dir()
+        and (path / RUN_SUMMARY).is_file()
+        and ((path / RUN_ADAPTER).is_dir() or (path / RUN_MODEL).is_dir())
+    )
+
+
+def chat_template_for(resolved: ResolvedModel) -> str | None:
+    """sectune's training template for a registry model (with generation markers), else None."""
+    if resolved.spec is None:
+        return None
+    return resolved.spec.template_path.read_text(encoding="utf-8")
+
+
+def load_tokenizer(ref: str | Path, *, trust_remote_code: bool = False, template: str | None = None):
+    """The tokenizer of a model, with sectune's chat template for registry families."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(ref)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+    chosen = template or chat_template_for(resolved)
+    if chosen:
+        tokenizer.chat_template = chosen
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(quantization: Quantization, compute_dtype: Any = None):
+    """bitsandbytes settings: 4-bit NF4 with double quantization, or 8-bit."""
+    if quantization is None:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+        )
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise UserError(f"unknown quantization '{quantization}'", field="quantization", fix="use 4bit or 8bit")
+
+
+def load_model(
+    ref: str | Path,
+    *,
+    dtype: Any = None,
+    quantization: Quantization = None,
+    device_map: Any = None,
+    trust_remote_code: bool = False,
+):
+    """Load a causal LM from a registry key or folder (safetensors only)."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_model(ref)
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if quantization:
+        kwargs["quantization_config"] = quantization_config(quantization, dtype)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolved.path, **kwargs)
+    except OSError as exc:
+        raise UserError(
+            f"cannot load model: {exc}".splitlines()[0],
+            file=resolved.path,
+            fix="download it first (huggingface-cli download) or pass a local folder",
+        ) from None
+
+
+def load_for_inference(target: str | Path, *, dtype: Any = None, trust_remote_code: bool = False):
+    """(model, tokenizer) for evaluation or generation: a registry key, a folder or a train run.
+
+    A train run loads its base model plus adapter (or its full model) and the chat template
+    stored with the run, so inference uses exactly the template training used.
+    """
+    if is_train_run(target):
+        return _load_run(Path(target), dtype=dtype, trust_remote_code=trust_remote_code)
+    model = load_model(target, dtype=dtype, trust_remote_code=trust_remote_code)
+    model.eval()
+    return model, load_tokenizer(target, trust_remote_code=trust_remote_code)
+
+
+def _load_run(run: Path, *, dtype: Any, trust_remote_code: bool):
+    summary = json.loads((run / RUN_SUMMARY).read_text())
+    template_file = run / RUN_TEMPLATE
+    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+    if (run / RUN_MODEL).is_dir():
+        model = load_model(run / RUN_MODEL, dtype=dtype, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(run / RUN_MODEL, template=template)
+    else:
+        from peft import PeftModel
+
+        base = summary.get("base_model")
+        if not base:
+            raise UserError(
+                "train run has no base_model",
+                file=run / RUN_SUMMARY,
+                field="base_model",
+                fix="re-run sectune train",
+            )
+        model = PeftModel.from_pretrained(
+            load_model(base, dtype=dtype, trust_remote_code=trust_remote_code), str(run / RUN_ADAPTER)
+        )
+        tokenizer = load_tokenizer(base, template=template)
+    model.eval()
+    return model, tokenizer

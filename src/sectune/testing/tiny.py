@@ -1,0 +1,80 @@
+"""Tiny random-weight models with a real tokenizer, built in well under a second.
+
+Used by the tests and the benchmarks: a 2-layer Llama (hidden 64) whose BPE tokenizer is trained
+on local text and carries SmolLM2's ChatML special tokens (pad == eos == <|im_end|>, as SmolLM2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sectune.registry.models import template_path
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+CORPUS = """
+Firewalls filter network traffic according to rules. A VPN encrypts traffic between two endpoints.
+Phishing emails trick users into revealing passwords. Multi-factor authentication adds a second factor.
+Cloud computing offers compute, storage and networking on demand. IAM policies grant least privilege.
+To reset a password, open the account settings and choose reset. Restart the router if the network fails.
+Ransomware encrypts files and demands payment. Backups let you restore data without paying.
+What is a firewall? What is phishing? How do I reset my password? Explain encryption in simple terms.
+The answer is A. The answer is B. The answer is C. The answer is D. Question: Answer: Options:
+system user assistant You are a helpful assistant for cybersecurity, cloud and IT support.
+0 1 2 3 4 5 6 7 8 9 { } [ ] " : , . ? ! - ( ) / \\ ' ; = + * # @ % & < > | _
+"""
+
+
+def build_tiny_tokenizer(out_dir: str | Path, *, vocab_size: int = 512):
+    """Train a byte-level BPE on CORPUS and save it as a HF fast tokenizer with a ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([CORPUS] * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = template_path("smollm2").read_text(encoding="utf-8")
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def build_tiny_model(out_dir: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Save a random 2-layer Llama and its tokenizer to ``out_dir`` (safetensors)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer(out_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir

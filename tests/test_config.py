@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from sectune.config import ExperimentConfig, apply_override, load_config
+from sectune.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_use_the_embedded_model():
+    cfg = load_config()
+    assert cfg.model == "smollm2-135m"
+    assert isinstance(cfg, ExperimentConfig)
+
+
+def test_dotted_override_sets_nested_value_with_yaml_types():
+    cfg = load_config(None, ["train.lora.r=32", "train.learning_rate=1e-4", "seed=7"])
+    assert cfg.train.lora.r == 32
+    assert cfg.train.learning_rate == pytest.approx(1e-4)
+    assert cfg.seed == 7
+
+
+def test_unknown_key_names_the_closest_valid_key(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  lora:\n    rr: 8\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert "train.lora.rr" in text and "train.lora.r'" in text and str(path) in text
+    assert "\n" not in text
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  learning_rate: fast\n")
+    with pytest.raises(UserError) as err:
+        load_config(path)
+    assert "train.learning_rate" in str(err.value) and "'fast'" in str(err.value)
+
+
+def test_missing_config_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_override_without_equals_is_rejected():
+    with pytest.raises(UserError, match="key=value"):
+        apply_override({}, "train.lora.r")
+
+
+def test_every_shipped_config_loads():
+    paths = sorted((REPO / "configs").rglob("*.yaml"))
+    loaded = [load_config(p) for p in paths]
+    assert len(loaded) == len(paths)
+    assert len(loaded) >= 1
