@@ -39,11 +39,13 @@ def models() -> None:
     console().print(table)
 
 
-def doctor() -> None:
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
     """What this machine has and what that means for each training method."""
     from sectune.doctor import print_report
 
-    print_report()
+    print_report(as_json=as_json)
 
 
 def demo(
@@ -53,6 +55,8 @@ def demo(
 ) -> None:
     """Run the whole pipeline on the embedded model with small sizes (offline, CPU)."""
     from sectune.cli.common import load
+
+    cfg = load(config, sets)  # bad config fails before any work starts
     from sectune.demo import run_demo
 
-    run_demo(load(config, sets), out)
+    run_demo(cfg, out)

@@ -1,0 +1,68 @@
+"""The CLI as a user meets it: help, the registry table, doctor, and bad input → one line, exit 2."""
+
+import json
+import subprocess
+import sys
+
+from sectune.registry.models import REGISTRY
+
+SEED_MODELS = [
+    "mistral-7b",
+    "mistral-7b-instruct-v0.3",
+    "llama-3-8b-instruct",
+    "llama-3.1-8b-instruct",
+    "gemma-2b",
+    "gemma-2-2b-it",
+    "phi-3-mini-4k-instruct",
+    "zephyr-7b-beta",
+]
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "sectune", *args], capture_output=True, text=True, timeout=120, **kwargs
+    )
+
+
+def test_help_lists_the_stage_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("models", "doctor", "demo"):
+        assert command in result.stdout
+
+
+def test_models_lists_the_registry_including_the_seed_models():
+    result = run_cli("models")
+    assert result.returncode == 0
+    assert len(REGISTRY) >= 10
+    for key in [*SEED_MODELS, "smollm2-135m"]:
+        assert key in REGISTRY
+    # rich may wrap long keys; the hub ids' first segment is always visible
+    for spec in REGISTRY.values():
+        assert spec.family in result.stdout
+
+
+def test_doctor_json_reports_machine_and_methods():
+    result = run_cli("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["cpu_count"] >= 1
+    assert set(report["methods"]) == {"full", "lora", "qlora", "qlora-8bit"}
+    assert report["extras"]["train"] is True
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("train:\n  methd: lora\n")
+    result = run_cli("demo", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "train.methd" in lines[0] and "train.method" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_override_value_is_exit_2(tmp_path):
+    result = run_cli("demo", "--set", "train.lora.r=many", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "train.lora.r" in result.stderr
