@@ -1,0 +1,254 @@
+"""A fake OpenAI-compatible chat server for tests and benchmarks (stdlib only, no network beyond 127.0.0.1).
+
+    from sectune.testing.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(responder=lambda body: "hello", latency=0.01, fault_rate=0.3, seed=1) as fake:
+        client = openai.OpenAI(base_url=fake.base_url, api_key="test")
+        ...
+        assert len(fake.requests) >= 1
+
+``responder(body)`` receives the request JSON and returns the assistant content (a ``str``) or a full
+``chat.completion`` dict (used as is). Faults are drawn deterministically from ``seed`` per request number:
+a 429 with ``Retry-After``, a 500, or a timeout (the server sleeps ``timeout_sleep`` seconds before answering,
+longer than the client's timeout). ``finish_reason`` forces the finish reason of every answer ("length",
+"content_filter"); a responder returning a dict can set it per request.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+FAULT_KINDS = ("429", "500", "timeout")
+
+
+def default_responder(body: dict[str, Any]) -> str:
+    """Echo the last user message (enough for smoke tests)."""
+    messages = body.get("messages") or []
+    last = messages[-1]["content"] if messages else ""
+    return f"echo: {last}"
+
+
+def _count_tokens(text: str) -> int:
+    """A crude whitespace token count: tests need stable numbers, not real tokenisation."""
+    return max(1, len(str(text).split()))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
+        return
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": self.server.fake.model, "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"message": "invalid JSON body", "type": "invalid_request_error"}})
+            return
+        fake = self.server.fake
+        fake._enter()
+        try:
+            status, payload, headers = fake._handle(body, dict(self.headers))
+        finally:
+            fake._leave()
+        self._send(status, payload, headers)
+
+    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test): fine
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # 64+ concurrent connections must not be refused
+    fake: FakeOpenAI
+
+
+class FakeOpenAI:
+    """A local OpenAI-compatible ``/v1/chat/completions`` server running in a background thread."""
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        seed: int = 0,
+        faults: tuple[str, ...] = FAULT_KINDS,
+        retry_after: float = 0.01,
+        timeout_sleep: float = 2.0,
+        finish_reason: str | None = None,
+        model: str = "fake-model",
+        require_key: str | None = None,
+    ) -> None:
+        self.responder = responder or default_responder
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.seed = seed
+        self.faults = tuple(faults)
+        self.retry_after = retry_after
+        self.timeout_sleep = timeout_sleep
+        self.finish_reason = finish_reason
+        self.model = model
+        self.require_key = require_key
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.faults_sent: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests handled at the same time (proves concurrency)
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        """Start serving on 127.0.0.1 on a free port."""
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def completed(self) -> int:
+        """Requests answered with 200 (faults excluded)."""
+        with self._lock:
+            return len(self.requests) - sum(self.faults_sent.values())
+
+    # --- request handling ------------------------------------------------------------------------------
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def _fault_for(self, index: int) -> str | None:
+        """The fault of request number ``index``, drawn deterministically from the seed."""
+        if self.fault_rate <= 0 or not self.faults:
+            return None
+        rng = random.Random(f"{self.seed}:{index}")
+        if rng.random() >= self.fault_rate:
+            return None
+        return rng.choice(self.faults)
+
+    def _handle(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            index = len(self.requests)
+            self.requests.append(body)
+            self.headers.append(headers)
+        if self.require_key is not None:
+            auth = headers.get("Authorization") or headers.get("authorization") or ""
+            if auth != f"Bearer {self.require_key}":
+                return 401, {"error": {"message": "bad key", "type": "invalid_api_key"}}, {}
+        fault = self._fault_for(index)
+        if fault is not None:
+            with self._lock:
+                self.faults_sent[fault] += 1
+            return self._fault_response(fault)
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            result = self.responder(body)
+        except Exception as exc:  # a responder bug should surface as a 500, not a hung client
+            return 500, {"error": {"message": f"responder failed: {exc}", "type": "server_error"}}, {}
+        return 200, self._completion(body, result), {}
+
+    def _fault_response(self, fault: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if fault == "429":
+            error = {"error": {"message": "rate limited", "type": "rate_limit_exceeded"}}
+            return 429, error, {"Retry-After": f"{self.retry_after:g}"}
+        if fault == "timeout":
+            time.sleep(self.timeout_sleep)
+            return 200, self._completion({}, "too late"), {}
+        return 500, {"error": {"message": "internal error", "type": "server_error"}}, {}
+
+    def _completion(self, body: dict[str, Any], result: str | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(result, dict):
+            return result
+        prompt_text = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+        prompt_tokens, completion_tokens = _count_tokens(prompt_text), _count_tokens(result)
+        return {
+            "id": f"chatcmpl-fake-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result},
+                    "finish_reason": self.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def completion_dict(content: str, *, finish_reason: str = "stop", model: str = "fake-model") -> dict[str, Any]:
+    """A full chat.completion dict, for responders that need a per-request finish_reason."""
+    tokens = _count_tokens(content)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": 1 + tokens},
+    }
