@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from sectune.data.config import PrepConfig
 from sectune.errors import UserError
@@ -26,11 +26,11 @@ class ExperimentConfig(StrictModel):
     name: str = "experiment"
     seed: int = 42
     model: str = EMBEDDED_MODEL  # a registry key or a local HF model folder
-    generate: GenerateConfig = GenerateConfig()
-    prep: PrepConfig = PrepConfig()
-    train: TrainConfig = TrainConfig()
-    eval: EvalConfig = EvalConfig()
-    study: StudyConfig = StudyConfig()
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    prep: PrepConfig = Field(default_factory=PrepConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
