@@ -1,11 +1,40 @@
-"""Config of the prep stage (owned by sectune.data)."""
+"""Config of the prep stage (owned by sectune.data): import, validate, clean, split, render."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from sectune.schema import StrictModel
+
+InputFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "qa"]
+LengthPolicy = Literal["drop", "error", "truncate-prompt"]
 
 
 class PrepConfig(StrictModel):
-    test_size: float = 0.1
-    validation_size: float = 0.1
-    max_length: int = 1024
+    """How ``sectune prep`` turns a file of Q&A into train/validation/test splits for one model."""
+
+    model: str | None = None  # overrides the top-level model for this stage only
+    # -- import
+    input_format: InputFormat = "auto"  # JSONL/JSON row format; tables (xlsx/csv/parquet) are always Q&A columns
+    sheet: str | int | None = None  # xlsx sheet name or 0-based index; None = the first sheet
+    question_column: str = "Question"
+    answer_column: str = "Answer"
+    system_column: str | None = None  # a column holding a per-row system prompt
+    system_prompt: str | None = None  # added to rows that have no system message
+    # -- validate
+    on_empty: Literal["error", "drop"] = "error"  # an empty question/answer cell or message
+    max_chars: int = Field(20_000, gt=0)  # a longer message is an error unless truncate_long_messages
+    truncate_long_messages: bool = False
+    # -- clean and split
+    dedup: bool = True  # drop exact and near duplicates
+    near_dup_threshold: float = Field(0.85, gt=0, le=1)  # estimated Jaccard similarity of word 3-grams
+    minhash_perm: int = Field(128, ge=16)
+    validation_size: float = Field(0.1, ge=0, lt=1)
+    test_size: float = Field(0.1, ge=0, lt=1)
+    stratify_by: str | None = None  # a meta field, e.g. domain_type
+    # -- render
+    max_length: int = Field(1024, gt=0)  # tokens, including the chat template's own
+    length_policy: LengthPolicy = "drop"  # never cuts an answer: truncate-prompt shortens the question only
+    export_prompt_completion: bool = True  # also write prompt_completion/<split>.jsonl (rendered text)

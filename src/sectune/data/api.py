@@ -1,0 +1,140 @@
+"""The prep stage's Python API: ``prepare`` (file → dataset folder) and ``inspect_dataset``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sectune.errors import UserError
+
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
+    from sectune.data.inspect import InspectReport
+
+SPLIT_FILES = ("train", "validation", "test")
+
+
+def prepare(
+    cfg: ExperimentConfig,
+    input: str | Path,
+    out: str | Path,
+    *,
+    tokenizer: str | Path | Any = None,
+    overwrite: bool = False,
+) -> Path:
+    """Import, validate, clean, split and render ``input`` for ``cfg.model``; write the dataset folder ``out``.
+
+    ``out`` gets train/validation/test.jsonl (canonical rows), prompt_completion/<split>.jsonl (rendered
+    text), chat_template.jinja, config.yaml, summary.json and versions.json, all or nothing.
+    ``tokenizer`` (a folder or a tokenizer object) replaces the model's own, e.g. offline.
+    """
+    from sectune.data.io import read_input
+    from sectune.data.render import load_prep_tokenizer
+    from sectune.data.rows import to_canonical
+    from sectune.data.split import normalise_rows, split_rows
+    from sectune.data.validate import validate_rows
+    from sectune.runs import atomic_output_dir, fingerprint_files, write_run_metadata
+
+    started = time.perf_counter()
+    prep = cfg.prep
+    model = prep.model or cfg.model
+    path = Path(input)
+    raw = read_input(path, prep)
+    rows = to_canonical(raw, prep)
+    normalise_rows(rows)
+    rows, validation = validate_rows(rows, prep, path)
+    splits, split_report = split_rows(rows, prep, cfg.seed, path)
+    tok = load_prep_tokenizer(model, tokenizer)
+    rendered, length_report = _apply_length_policy(tok, splits, prep, path)
+    summary = {
+        "input": str(path),
+        "input_fingerprint": fingerprint_files([path]),
+        "input_sheet": raw.sheet,
+        "model": str(model),
+        "counts": {name: len(rows) for name, rows in rendered.items()},
+        "validation": vars(validation),
+        "dedup": split_report,
+        "tokens": length_report,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    with atomic_output_dir(out, overwrite=overwrite) as folder:
+        _write_splits(folder, rendered, tok, prep.export_prompt_completion)
+        (folder / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
+        write_run_metadata(folder, cfg, summary)
+    return Path(out)
+
+
+def _apply_length_policy(tok: Any, splits: dict, prep: Any, path: Path) -> tuple[dict[str, list], dict[str, Any]]:
+    from sectune.data.render import fit_to_length, length_stats
+
+    kept: dict[str, list] = {}
+    lengths: dict[str, list[int]] = {}
+    actions: dict[str, int] = {}
+    for name, rows in splits.items():
+        kept[name], lengths[name] = [], []
+        for row in rows:
+            messages, length, action = fit_to_length(
+                tok, row.messages, prep.max_length, prep.length_policy, f"{row.where}", path
+            )
+            actions[action] = actions.get(action, 0) + 1
+            if messages is not None:
+                row.messages = messages
+                kept[name].append(row)
+                lengths[name].append(length)
+    if not kept["train"]:
+        raise UserError(
+            "no training rows fit prep.max_length", file=path, field="prep.max_length", fix="raise prep.max_length"
+        )
+    everything = [n for values in lengths.values() for n in values]
+    report = {
+        "max_length": prep.max_length,
+        "length_policy": prep.length_policy,
+        "rows_over_max_length_before_policy": actions.get("dropped", 0)
+        + actions.get("prompt_truncated", 0)
+        + actions.get("dropped_answer_too_long", 0),
+        "dropped_over_length": actions.get("dropped", 0),
+        "prompt_truncated": actions.get("prompt_truncated", 0),
+        "dropped_answer_too_long": actions.get("dropped_answer_too_long", 0),
+        "all": length_stats(everything, prep.max_length),
+        **{name: length_stats(values, prep.max_length) for name, values in lengths.items()},
+    }
+    for name in ("validation", "test"):
+        report[name].pop("histogram", None)
+    return kept, report
+
+
+def _write_splits(folder: Path, splits: dict[str, list], tok: Any, export_prompt_completion: bool) -> None:
+    from sectune.data.render import prompt_completion
+
+    if export_prompt_completion:
+        (folder / "prompt_completion").mkdir()
+    for name in SPLIT_FILES:
+        rows = splits[name]
+        _write_jsonl(folder / f"{name}.jsonl", [row.as_row() for row in rows])
+        if export_prompt_completion:
+            _write_jsonl(
+                folder / "prompt_completion" / f"{name}.jsonl",
+                [{**prompt_completion(tok, row.messages), "meta": row.meta} for row in rows],
+            )
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def inspect_dataset(
+    cfg: ExperimentConfig,
+    dataset: str | Path,
+    *,
+    tokenizer: str | Path | Any = None,
+    split: str = "train",
+    rows_shown: int = 3,
+) -> InspectReport:
+    """Render and check a dataset folder (one split) or a single JSONL for ``cfg.model``."""
+    from sectune.data.inspect import build_report
+
+    return build_report(cfg, Path(dataset), tokenizer=tokenizer, split=split, rows_shown=rows_shown)

@@ -1,0 +1,185 @@
+"""Clean, de-duplicate and split rows: deterministic by seed, near-duplicates never cross splits.
+
+Near duplicates are found with MinHash LSH (datasketch) over word 3-grams of the user and assistant
+text (the system prompt is shared by most rows, so it is left out). Rows are grouped into clusters of
+near duplicates; with dedup on, each cluster keeps its first row; with dedup off, a whole cluster goes
+to one split. Either way the leakage check afterwards must find no near-duplicate pair across splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sectune.data.config import PrepConfig
+from sectune.data.rows import SourcedRow
+from sectune.errors import UserError
+
+SPLITS = ("train", "validation", "test")
+
+
+def normalise_text(text: str) -> str:
+    """NFC, unix newlines, no trailing spaces, runs of spaces collapsed, at most one blank line."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def normalise_rows(rows: list[SourcedRow]) -> None:
+    for row in rows:
+        for message in row.messages:
+            message["content"] = normalise_text(message["content"])
+
+
+def _signature_text(row: SourcedRow) -> str:
+    return "\n".join(m["content"].lower() for m in row.messages if m["role"] != "system")
+
+
+def _shingles(text: str, size: int = 3) -> set[bytes]:
+    words = re.findall(r"\w+", text)
+    if len(words) < size:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
+
+
+def _minhash(text: str, num_perm: int):
+    from datasketch import MinHash
+
+    signature = MinHash(num_perm=num_perm, seed=1)
+    signature.update_batch(list(_shingles(text)))
+    return signature
+
+
+@dataclass
+class DedupReport:
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    clusters: list[list[int]] = field(default_factory=list)  # indices into the rows given, first = kept
+
+
+def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig) -> DedupReport:
+    """Clusters of exact and near duplicates (union-find over LSH candidate pairs)."""
+    from datasketch import MinHashLSH
+
+    parent = list(range(len(rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    report = DedupReport()
+    exact: dict[str, int] = {}
+    lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
+    for index, row in enumerate(rows):
+        text = _signature_text(row)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest in exact:
+            parent[root(index)] = root(exact[digest])
+            report.exact_duplicates += 1
+            continue
+        exact[digest] = index
+        signature = _minhash(text, cfg.minhash_perm)
+        for other in lsh.query(signature):
+            parent[root(index)] = root(int(other))
+        lsh.insert(str(index), signature)
+    groups: dict[int, list[int]] = {}
+    for index in range(len(rows)):
+        groups.setdefault(root(index), []).append(index)
+    report.clusters = [sorted(members) for members in sorted(groups.values(), key=min)]
+    report.near_duplicates = sum(len(c) - 1 for c in report.clusters) - report.exact_duplicates
+    return report
+
+
+def split_rows(
+    rows: list[SourcedRow], cfg: PrepConfig, seed: int, path: Path
+) -> tuple[dict[str, list[SourcedRow]], dict[str, Any]]:
+    """De-duplicate (when asked) and split into train/validation/test; the report has the counts."""
+    dedup = find_duplicates(rows, cfg)
+    clusters = [[c[0]] for c in dedup.clusters] if cfg.dedup else dedup.clusters
+    strata = _strata(rows, clusters, cfg, path)
+    splits: dict[str, list[int]] = {name: [] for name in SPLITS}
+    rng = random.Random(seed)
+    for key in sorted(strata, key=str):
+        groups = strata[key]
+        rng.shuffle(groups)
+        for name, chosen in _assign(groups, cfg).items():
+            splits[name].extend(i for group in chosen for i in group)
+    kept = sum(len(v) for v in splits.values())
+    if not splits["train"]:
+        raise UserError(f"too few rows to split ({kept})", file=path, fix="add rows or lower the split sizes")
+    result = {name: [rows[i] for i in sorted(indices)] for name, indices in splits.items()}
+    report = {
+        "rows_before_dedup": len(rows),
+        "exact_duplicates_removed": dedup.exact_duplicates if cfg.dedup else 0,
+        "near_duplicates_removed": dedup.near_duplicates if cfg.dedup else 0,
+        "duplicate_clusters_kept_together": 0 if cfg.dedup else sum(len(c) > 1 for c in dedup.clusters),
+        "near_dup_threshold": cfg.near_dup_threshold,
+        "stratify_by": cfg.stratify_by,
+        "strata": {str(k): sum(len(g) for g in v) for k, v in sorted(strata.items(), key=lambda kv: str(kv[0]))}
+        if cfg.stratify_by
+        else None,
+    }
+    leaks = leakage_pairs(result, cfg)
+    report["leakage_pairs"] = len(leaks)
+    if leaks:  # cannot happen by construction; refuse rather than write a leaky split
+        a, b = leaks[0]
+        raise UserError(f"near-duplicate rows cross splits ({a} ~ {b})", file=path, fix="report this as a bug")
+    return result, report
+
+
+def _strata(
+    rows: list[SourcedRow], clusters: list[list[int]], cfg: PrepConfig, path: Path
+) -> dict[Any, list[list[int]]]:
+    if not cfg.stratify_by:
+        return {None: [list(c) for c in clusters]}
+    strata: dict[Any, list[list[int]]] = {}
+    for cluster in clusters:
+        first = rows[cluster[0]]
+        if cfg.stratify_by not in first.meta:
+            available = ", ".join(sorted(first.meta)) or "none"
+            raise UserError(
+                f"{first.where}: meta field '{cfg.stratify_by}' missing (meta fields: {available})",
+                file=path,
+                field="prep.stratify_by",
+                fix="name a meta field every row has, or unset prep.stratify_by",
+            )
+        strata.setdefault(first.meta[cfg.stratify_by], []).append(list(cluster))
+    return strata
+
+
+def _assign(groups: list[list[int]], cfg: PrepConfig) -> dict[str, list[list[int]]]:
+    """Take test and validation groups off the front of a shuffled stratum (sizes by rows, rounded)."""
+    total = sum(len(g) for g in groups)
+    targets = {"test": round(total * cfg.test_size), "validation": round(total * cfg.validation_size)}
+    out: dict[str, list[list[int]]] = {name: [] for name in SPLITS}
+    position = 0
+    for name in ("test", "validation"):
+        taken = 0
+        while position < len(groups) - 1 and taken < targets[name]:  # always leave one group for train
+            out[name].append(groups[position])
+            taken += len(groups[position])
+            position += 1
+    out["train"] = groups[position:]
+    return out
+
+
+def leakage_pairs(splits: dict[str, list[SourcedRow]], cfg: PrepConfig) -> list[tuple[str, str]]:
+    """Pairs (validation/test row, train row) that are near duplicates: must be empty."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
+    for index, row in enumerate(splits["train"]):
+        lsh.insert(str(index), _minhash(_signature_text(row), cfg.minhash_perm))
+    pairs = []
+    for name in ("validation", "test"):
+        for row in splits[name]:
+            for hit in lsh.query(_minhash(_signature_text(row), cfg.minhash_perm)):
+                pairs.append((f"{name} {row.where}", f"train {splits['train'][int(hit)].where}"))
+    return pairs
