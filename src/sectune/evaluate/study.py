@@ -1,0 +1,80 @@
+"""The comparative study: every model × variant {base, lora, qlora, full} trained (or reused), evaluated,
+compared on the same questions, and written up as a report folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sectune.errors import UserError
+from sectune.runs import read_json, write_run_metadata
+
+
+def slug(model: str) -> str:
+    """A folder-safe name for a model key or path."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name or model).strip("-") or "model"
+
+
+def variant_config(cfg: Any, model: str, variant: str) -> Any:
+    """The experiment config for one cell of the matrix: the model and (for trained variants) the method."""
+    update: dict[str, Any] = {"model": model}
+    if variant != "base":
+        update["train"] = cfg.train.model_copy(update={"method": variant, "model": None})
+    return cfg.model_copy(deep=True, update=update)
+
+
+def train_variant(cfg_v: Any, dataset: Path, run_dir: Path, *, reuse: bool) -> tuple[Path, bool]:
+    """Train one variant into ``run_dir`` unless a finished run (summary.json) is there; (run, reused)."""
+    if reuse and (run_dir / "summary.json").is_file():
+        return run_dir, True
+    try:
+        from sectune.train.api import train
+    except ImportError:
+        raise UserError(
+            "the study needs the train stage",
+            field="study.variants",
+            fix="install sectune[train] or use variants: [base]",
+        ) from None
+    return Path(train(cfg_v, dataset, run_dir)), False
+
+
+def evaluate_variant(cfg_v: Any, target: str | Path, dataset: Path, eval_dir: Path, *, reuse: bool) -> dict[str, Any]:
+    """Evaluate one variant into ``eval_dir`` (reused when finished); its result for the single target."""
+    from sectune.evaluate.api import evaluate
+
+    if not (reuse and (eval_dir / "summary.json").is_file()):
+        evaluate(cfg_v, target, eval_dir, dataset=dataset, overwrite=True)
+    targets = read_json(eval_dir / "summary.json")["targets"]
+    return next(iter(targets.values()))
+
+
+def run_study(cfg: Any, dataset: Path, out: Path, *, overwrite_report: bool = True) -> Path:
+    """Train/evaluate the whole matrix, then write ``out/report`` from the collected numbers."""
+    from sectune.evaluate.report import build_report, write_report
+
+    if not dataset.is_dir() or not (dataset / "test.jsonl").is_file():
+        raise UserError("not a dataset folder (no test.jsonl)", file=dataset, fix="pass the folder from sectune prep")
+    models = cfg.study.models or [cfg.model]
+    cells = []
+    for model in models:
+        for variant in cfg.study.variants:
+            cells.append(_run_cell(cfg, model, variant, dataset, out))
+    report = build_report(cfg, cells, dataset=dataset)
+    report_dir = write_report(report, out / "report", overwrite=overwrite_report)
+    write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c['model']}/{c['variant']}" for c in cells]})
+    return report_dir
+
+
+def _run_cell(cfg: Any, model: str, variant: str, dataset: Path, out: Path) -> dict[str, Any]:
+    name = f"{slug(model)}-{variant}"
+    cfg_v = variant_config(cfg, model, variant)
+    train_summary = None
+    target: str | Path = model
+    if variant != "base":
+        run_dir, _ = train_variant(cfg_v, dataset, out / "runs" / name, reuse=cfg.study.reuse)
+        train_summary = read_json(run_dir / "summary.json")
+        target = run_dir
+    result = evaluate_variant(cfg_v, target, dataset, out / "evals" / name, reuse=cfg.study.reuse)
+    return {"model": model, "variant": variant, "name": name, "train": train_summary, "eval": result}

@@ -1,0 +1,105 @@
+"""What ``sectune eval`` can evaluate: a registry key, an HF folder, a train run, a PEFT adapter folder,
+or an OpenAI-compatible endpoint; and the guard that an adapter really changes the model's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from sectune.errors import UserError
+
+PROBE = [{"role": "user", "content": "What is a firewall and why do networks use one?"}]
+
+
+def is_endpoint(target: str | Path) -> bool:
+    return bool(re.match(r"^https?://", str(target)))
+
+
+def target_label(target: str | Path, used: set[str]) -> str:
+    """A short unique name for a target: the registry key, the folder name, or the endpoint host."""
+    text = str(target).rstrip("/")
+    base = re.sub(r"^https?://", "", text).split("/")[0] if is_endpoint(text) else Path(text).name or text
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base) or "target"
+    label, n = base, 2
+    while label in used:
+        label, n = f"{base}-{n}", n + 1
+    used.add(label)
+    return label
+
+
+def resolve_dtype(name: str) -> Any:
+    """torch dtype for eval.dtype: auto = bf16 on a GPU that supports it, else fp32 (exact on CPU)."""
+    import torch
+
+    if name == "float32":
+        return torch.float32
+    if name == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_target(target: str | Path, *, dtype: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a local target; a bare PEFT adapter folder loads its base model first."""
+    from sectune.models.load import load_for_inference
+
+    path = Path(str(target)).expanduser()
+    if path.is_dir() and (path / "adapter_config.json").is_file() and not (path / "summary.json").is_file():
+        return _load_adapter_folder(path, dtype=dtype)
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "summary.json").is_file():
+        raise UserError(
+            "not a model, adapter or train run folder",
+            file=path,
+            fix="pass a registry key, an HF model folder, a PEFT adapter folder or a train run folder",
+        )
+    return load_for_inference(target, dtype=dtype)
+
+
+def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
+    from peft import PeftModel
+
+    from sectune.models.load import load_model, load_tokenizer
+
+    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise UserError(
+            "adapter has no base model",
+            file=path / "adapter_config.json",
+            field="base_model_name_or_path",
+            fix="set it to the base model's registry key or folder",
+        )
+    model = PeftModel.from_pretrained(load_model(base, dtype=dtype), str(path))
+    model.eval()
+    has_tokenizer = (path / "tokenizer_config.json").is_file()
+    return model, load_tokenizer(path if has_tokenizer and (path / "config.json").is_file() else base)
+
+
+def adapter_logit_change(model: Any, tokenizer: Any) -> float | None:
+    """Largest |logit difference| the adapter makes on a probe prompt; None when the model has no adapter."""
+    import torch
+
+    if not hasattr(model, "disable_adapter") or not hasattr(model, "peft_config"):
+        return None
+    text = tokenizer.apply_chat_template(PROBE, tokenize=False, add_generation_prompt=True)
+    batch = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
+    with torch.inference_mode():
+        with_adapter = model(**batch).logits.float()
+        with model.disable_adapter():
+            without = model(**batch).logits.float()
+    return float((with_adapter - without).abs().max())
+
+
+def check_adapter_changes_logits(model: Any, tokenizer: Any, target: str | Path, *, tolerance: float = 1e-6) -> float:
+    """Raise when a loaded adapter leaves the logits unchanged (untrained, zero weights or not applied)."""
+    change = adapter_logit_change(model, tokenizer)
+    if change is not None and change <= tolerance:
+        raise UserError(
+            f"the adapter does not change the model's logits (max change {change:.2e}): it is untrained "
+            "(all-zero LoRA B weights) or was not applied",
+            file=target,
+            fix="train it (sectune train) or point eval at the run folder that holds the trained adapter",
+        )
+    return change or 0.0
