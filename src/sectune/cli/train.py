@@ -1,9 +1,114 @@
-"""CLI commands of the train stage."""
+"""CLI commands of the train stage: `sectune train` and `sectune plan`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from sectune.cli.common import ConfigOption, OutOption, ResumeOption, SetOption, console, load
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("train")(train_command)
+    app.command("plan")(plan_command)
+
+
+def train_command(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder written by `sectune prep` (train.jsonl, ...).")],
+    out: OutOption,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    resume: ResumeOption = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run (and its partial).")] = False,
+) -> None:
+    """Fine-tune a model (full, lora, qlora, qlora-8bit) on a dataset folder.
+
+    Writes OUT/adapter/ (or OUT/model/), chat_template.jinja, summary.json, config.yaml, versions.json.
+    While training, everything lives in OUT.partial/ (checkpoints every train.save_steps);
+    --resume continues it from its newest checkpoint.
+    """
+    import logging
+
+    from sectune.train.api import train
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = load(config, sets)
+    run = train(cfg, dataset, out, resume=resume, overwrite=overwrite)
+    _print_summary(run)
+
+
+def _print_summary(run: Path) -> None:
+    from sectune.runs import read_json
+
+    summary = read_json(run / "summary.json")
+    stop = summary.get("stop_check", {})
+    rate = f"{stop['stop_rate']:.0%}" if "stop_rate" in stop else stop.get("status", "-")
+    console().print(
+        f"[bold]{run}[/bold]: {summary['method']} on {summary['base_model']}, "
+        f"{summary['global_step']} steps, final loss {summary['final_train_loss']}, eval loss {summary['eval_loss']}, "
+        f"{summary['tokens_per_s']} tok/s, peak {summary['peak_memory_mb']:.0f} MB, stop rate {rate}"
+    )
+    if "warning" in stop:
+        console().print(f"[yellow]warning:[/yellow] {stop['warning']}")
+
+
+def plan_command(
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    method: Annotated[str | None, typer.Option(help="full, lora, qlora or qlora-8bit (default: train.method).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per-device batch (default: train.batch_size).")] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Tokens per row (default: train.max_length, else prep.max_length).")
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: the config's."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Estimate the memory a training run needs (weights, LoRA, gradients, optimizer, activations).
+
+    Shown next to what this machine has (free GPU memory, else available RAM). The model is the config's
+    `model` (or train.model); pick another with --set model=mistral-7b.
+    """
+    from sectune.train.api import plan
+
+    cfg = load(config, [*(sets or []), *([f"train.method={method}"] if method else [])])
+    result = plan(cfg, batch_size=batch_size, max_length=max_length, gradient_checkpointing=gradient_checkpointing)
+    if as_json:
+        import json
+
+        print(json.dumps(result.as_dict(), indent=2))
+        return
+    _print_plan(result)
+
+
+def _print_plan(result) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"memory plan: {result.model}, {result.method}, batch {result.batch_size} × {result.max_length} tokens, "
+        f"{result.precision}, gradient checkpointing {'on' if result.gradient_checkpointing else 'off'}"
+    )
+    table.add_column("part")
+    table.add_column("GB", justify="right")
+    for label, value in (
+        ("weights", result.weights_gb),
+        ("LoRA (weights, grads, AdamW)", result.lora_gb),
+        ("gradients", result.gradients_gb),
+        ("optimizer (AdamW)", result.optimizer_gb),
+        ("activations + logits", result.activations_gb),
+        ("runtime overhead", result.overhead_gb),
+    ):
+        table.add_row(label, f"{value:.2f}")
+    table.add_row("[bold]total[/bold]", f"[bold]{result.total_gb:.2f}[/bold]")
+    where = "free GPU memory" if result.device == "cuda" else "available RAM"
+    table.add_row(f"this machine: {where}", f"{result.available_gb:.2f}")
+    out = console()
+    out.print(table)
+    out.print("fits" if result.fits else "[red]does not fit[/red]: try qlora, a smaller batch or max length")
+    for note in result.notes:
+        out.print(note)

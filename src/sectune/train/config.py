@@ -1,22 +1,73 @@
-"""Config of the train stage (owned by sectune.train)."""
+"""Config of the train stage (owned by sectune.train).
+
+Defaults are the fastest variant measured on a 2-core CPU (ENVIRONMENT.md, docs/train.md): bf16 autocast
+where the hardware has it, padding-free batches, no gradient checkpointing unless the memory plan needs it.
+The LoRA numbers are the seed project's recipe (r16, alpha 32, dropout 0.05 on q/k/v/o, lr 2e-4).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from sectune.schema import StrictModel
+
+Method = Literal["full", "lora", "qlora", "qlora-8bit"]
+Tracker = Literal["tensorboard", "mlflow", "wandb"]
 
 
 class LoraConfig(StrictModel):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # "registry": the model's ModelSpec.lora_targets (q/k/v/o for most); "all-linear": every linear layer.
     target_modules: list[str] | Literal["registry", "all-linear"] = "registry"
+    use_dora: bool = False  # weight-decomposed LoRA (slower, sometimes better at low rank)
+    use_rslora: bool = False  # rank-stabilised scaling alpha/sqrt(r) instead of alpha/r
+
+
+class StopCheckConfig(StrictModel):
+    """After training: does the model end its answers on its own within max_new_tokens?"""
+
+    enabled: bool = True
+    prompts: int = Field(4, ge=1)  # held-out prompts (test split, else validation)
+    max_new_tokens: int = Field(128, ge=1)
+    warn_below: float = Field(0.5, ge=0.0, le=1.0)  # warn when the stop rate is below this
 
 
 class TrainConfig(StrictModel):
-    method: Literal["full", "lora", "qlora", "qlora-8bit"] = "lora"
-    lora: LoraConfig = LoraConfig()
-    learning_rate: float = 2e-4
-    epochs: float = 3
-    max_steps: int = -1
+    method: Method = "lora"
+    model: str | None = None  # overrides the top-level `model` for this stage only
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(3, gt=0)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = Field(4, ge=1)  # per device
+    grad_accum: int = Field(2, ge=1)  # effective batch = batch_size × grad_accum × devices
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    optimizer: str = "adamw_torch"  # any transformers optim name (e.g. paged_adamw_8bit on GPU)
+    # Truncation length. None: no truncation (rows longer than prep.max_length are refused by the data checks),
+    # which also lets padding-free batching work (trl needs max_length=None for it without packing).
+    max_length: int | None = None
+    assistant_only_loss: bool = True  # loss on assistant turns only (template needs {% generation %} markers)
+    allow_untrained_rows: bool = False  # True: rows with 0 % trained tokens are a warning, not an error
+    padding_free: bool = True  # flatten each batch into one sequence: no compute spent on padding
+    packing: bool = False  # pack rows into max_length blocks (needs max_length)
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # auto: bf16 where the hardware has it
+    gradient_checkpointing: bool | Literal["auto"] = "auto"  # auto: only when the memory plan says it is needed
+    logging_steps: int = Field(5, ge=1)
+    save_steps: int = Field(50, ge=1)  # checkpoint every N optimizer steps (for --resume)
+    save_total_limit: int = Field(2, ge=1)
+    keep_checkpoints: bool = False  # False: checkpoints are deleted once the run finished
+    eval_steps: int | None = None  # None: evaluate on the validation split every save_steps
+    early_stopping_patience: int | None = 3  # evaluations without improvement; None: off
+    report_to: list[Tracker] = Field(
+        default_factory=list
+    )  # tracking backends, all local: tensorboard, mlflow (file store), wandb (offline)
+    dataloader_workers: int = Field(0, ge=0)
+    stop_check: StopCheckConfig = Field(default_factory=StopCheckConfig)

@@ -1,0 +1,134 @@
+"""Build the model a training method needs: full weights, LoRA, 4-bit QLoRA or 8-bit LoRA.
+
+Precision: ``auto`` picks bf16 where the hardware has it (CUDA with bf16, or a CPU with AVX512-BF16/AMX,
+where bf16 autocast over fp32 weights was the fastest variant measured), else fp16 on older GPUs and
+fp32 on CPUs without native bf16.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sectune.errors import UserError
+from sectune.models.load import ResolvedModel
+from sectune.train.config import LoraConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+QUANTIZATION = {"qlora": "4bit", "qlora-8bit": "8bit"}
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: Any
+    trainable_params: int
+    total_params: int
+    target_modules: list[str] | str | None  # None for full fine-tuning
+
+
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_precision(requested: str) -> str:
+    """bf16, fp16 or fp32 for ``requested`` (auto: bf16 where the hardware has it)."""
+    import torch
+
+    if requested != "auto":
+        if requested == "fp16" and not has_cuda():
+            raise UserError("fp16 mixed precision needs a CUDA GPU", field="train.precision", fix="use auto or bf16")
+        return requested
+    if has_cuda():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from sectune.doctor import cpu_has_fast_bf16
+
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def load_dtype(method: str, precision: str) -> Any:
+    """The dtype the weights are loaded in.
+
+    On GPU frozen base weights are stored in the compute dtype (half the memory); trained full weights stay
+    fp32 under autocast. On CPU weights stay fp32 and bf16 runs as autocast (measured fastest there).
+    """
+    import torch
+
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if method in QUANTIZATION:
+        return half or torch.float32  # also the 4-bit compute dtype
+    if method == "lora" and has_cuda() and half is not None:
+        return half
+    return torch.float32
+
+
+def device_map_for(method: str) -> Any:
+    """Quantized models are placed at load time: on this process's GPU (one per DDP rank)."""
+    if method not in QUANTIZATION or not has_cuda():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().process_index}
+
+
+def lora_targets(lora: LoraConfig, resolved: ResolvedModel) -> list[str] | str:
+    """Target modules: the registry's list, every linear layer, or the user's list."""
+    if lora.target_modules == "registry":
+        if resolved.spec is None:
+            log.warning("model %s is not in the registry: LoRA targets all linear layers", resolved.ref)
+            return "all-linear"
+        return list(resolved.spec.lora_targets)
+    return lora.target_modules
+
+
+def peft_config(lora: LoraConfig, targets: list[str] | str):
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def build_model(model_ref: str, cfg: TrainConfig, *, precision: str, gradient_checkpointing: bool) -> BuiltModel:
+    """Load the base model for ``cfg.method`` and wrap it with LoRA unless the method is ``full``."""
+    from sectune.models.load import load_model, resolve_model
+
+    resolved = resolve_model(model_ref)
+    quantization = QUANTIZATION.get(cfg.method)
+    model = load_model(
+        model_ref,
+        dtype=load_dtype(cfg.method, precision),
+        quantization=quantization,  # type: ignore[arg-type]
+        device_map=device_map_for(cfg.method),
+    )
+    model.config.use_cache = False  # the KV cache only costs memory while training
+    if cfg.method == "full":
+        total = sum(p.numel() for p in model.parameters())
+        return BuiltModel(model, total, total, None)
+    if quantization:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    from peft import get_peft_model
+
+    targets = lora_targets(cfg.lora, resolved)
+    try:
+        model = get_peft_model(model, peft_config(cfg.lora, targets))
+    except ValueError as exc:  # peft names the missing modules
+        raise UserError(
+            f"LoRA targets do not match the model: {exc}".splitlines()[0],
+            field="train.lora.target_modules",
+            fix="use 'registry', 'all-linear' or module names of this model",
+        ) from None
+    trainable, total = model.get_nb_trainable_parameters()
+    return BuiltModel(model, int(trainable), int(total), targets)
