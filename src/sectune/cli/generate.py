@@ -1,9 +1,73 @@
-"""CLI commands of the generate stage."""
+"""CLI commands of the generate stage: `sectune topics` and `sectune generate`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from sectune.cli.common import ConfigOption, ResumeOption, SetOption, console, load
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("topics")(topics_command)
+    app.command("generate")(generate_command)
+
+
+def topics_command(
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Topics JSONL to write.")] = Path("topics.jsonl"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing topics file.")] = False,
+) -> None:
+    """Build a topic tree (or graph) from generate.topics.root with the configured provider; write JSONL."""
+    from sectune.generate.api import topics
+
+    cfg = load(config, sets)
+    path = topics(cfg, out, overwrite=overwrite)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    console().print(f"wrote {len(lines)} topic lines to {path}")
+
+
+def generate_command(
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run folder, written in place (it is the resume state).")
+    ] = Path("runs/generate"),
+    resume: ResumeOption = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Re-run only the failed or rejected requests of the run in --out.")
+    ] = False,
+    topics_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--topics", help="Topics JSONL (from `sectune topics`) or a spreadsheet (.xlsx).", show_default=False
+        ),
+    ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
+) -> None:
+    """Generate Q&A samples into a run folder (samples.jsonl + exports, summary.json).
+
+    The folder is written in place and is its own resume state: a killed run keeps the file INCOMPLETE and
+    continues with --resume. With no provider configured, the embedded model runs locally (no key, no network).
+    """
+    from sectune.generate.api import generate
+    from sectune.generate.progress import RichProgress, describe_plan, describe_summary
+    from sectune.runs import read_json
+
+    cfg = load(config, sets)
+    term = console()
+    with RichProgress(term, enabled=not no_progress) as bar:
+        generate(
+            cfg,
+            out,
+            resume=resume,
+            retry_failed=retry_failed,
+            topics_file=topics_file,
+            on_progress=bar.update,
+            on_start=lambda plan: (term.print(describe_plan(plan)), bar.start(plan)),
+        )
+    term.print(describe_summary(read_json(out / "summary.json"), out))

@@ -1,11 +1,84 @@
-"""Config of the generate stage (owned by sectune.generate)."""
+"""Config of the generate stage: topics, provider, engine limits, quality filters, outputs.
+
+Fields marked "limit" (max_tokens, timeout_s, max_retries, in-flight and rate limits, budget) do not shape an
+answer's content, so they are left out of the response cache key: changing them reuses every answer that
+finished normally.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from sectune.schema import StrictModel
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful, knowledgeable assistant and support expert in cybersecurity and IT support. "
+    "Give precise, complete and user-friendly answers."
+)
+DEFAULT_ROOT = "Cybersecurity and IT support"
+
+EXPORT_FORMATS = ("jsonl", "csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca")
+
+
+class TopicsConfig(StrictModel):
+    """Where the topics come from: an LLM-built tree/graph from ``root``, or a file (topics JSONL or xlsx)."""
+
+    root: str = DEFAULT_ROOT
+    system_prompt: str = "You are an expert who organises a domain into clear, distinct subtopics."
+    degree: int = Field(3, ge=1, le=50)  # subtopics per node
+    depth: int = Field(2, ge=0, le=6)  # levels below the root (0: the root alone)
+    mode: Literal["tree", "graph"] = "tree"
+    file: str | None = None  # a topics JSONL (from `sectune topics`) or a spreadsheet (Id, Domain Topic, ...)
+
+
+class JudgeConfig(StrictModel):
+    """Optional LLM-judge scoring 1–5; samples below ``threshold`` are rejected (reason judge_low)."""
+
+    enabled: bool = False
+    threshold: int = Field(3, ge=1, le=5)
+    provider: str | None = None  # default: the generation provider
+    model: str | None = None
+
+
+class QualityConfig(StrictModel):
+    """Filters and deduplication; every rejection is counted by reason in summary.json."""
+
+    dedup: bool = True
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # MinHash Jaccard estimate
+    against: list[str] = []  # existing JSONL datasets: samples too close to their rows are rejected
+    min_question_chars: int = 10
+    min_answer_chars: int = 20
+    max_answer_chars: int = 8000
+    reject_refusals: bool = True
+    judge: JudgeConfig = JudgeConfig()
 
 
 class GenerateConfig(StrictModel):
-    provider: str = "local"
-    model: str | None = None
-    num_samples: int = 20
+    provider: Literal["local", "openai", "anthropic", "litellm"] = "local"
+    model: str | None = None  # provider model name; for "local" default the experiment's top-level model
+    base_url: str | None = None  # OpenAI-compatible servers; default OPENAI_BASE_URL or api.openai.com
+    api_key_env: str | None = None  # NAME of the env variable holding the key (default OPENAI_API_KEY/...)
+    num_samples: int = Field(20, ge=1)  # total; a topics spreadsheet's Samples Count overrides it
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT  # the system message of every generated sample
+    instructions: str = ""  # extra guidance appended to every generation prompt
+    temperature: float = Field(0.9, ge=0, le=2)
+    output: Literal["auto", "json", "text"] = "auto"  # auto: JSON for remote providers, labelled text for local
+    topics: TopicsConfig = TopicsConfig()
+    quality: QualityConfig = QualityConfig()
+    # --- limits (not in the cache key) ---
+    max_tokens: int = Field(512, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    backoff_initial_s: float = Field(0.5, ge=0)
+    backoff_max_s: float = Field(30.0, ge=0)
+    max_in_flight: int = Field(16, ge=1)
+    rpm: int | None = Field(None, ge=1)  # requests per minute
+    tpm: int | None = Field(None, ge=1)  # tokens per minute (prompt estimate + max_tokens per request)
+    max_requests_factor: float = Field(3.0, ge=1)  # stop after num_samples × this many answers
+    budget_usd: float | None = Field(None, gt=0)  # stop cleanly (resumable) once this much is spent
+    prices: dict[str, tuple[float, float]] = {}  # model → (input, output) USD per million tokens
+    local_batch_size: int = Field(8, ge=1)
+    cache_dir: str | None = None  # share a response cache between runs (default: inside the run folder)
+    formats: list[Literal["jsonl", "csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca"]] = ["jsonl", "csv"]

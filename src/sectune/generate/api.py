@@ -1,0 +1,393 @@
+"""The Python API of the generate stage: ``topics`` and ``generate``.
+
+    from sectune.config import load_config
+    from sectune.api import generate
+    run = generate(load_config("configs/generate-openai.yaml"), "runs/gen", on_progress=print)
+
+The run folder is its own resume state (samples.jsonl, requests.jsonl, cache.sqlite, topics.jsonl) and is
+written in place, not through ``atomic_output_dir``: a file ``INCOMPLETE`` marks a run that has not finished
+(killed, or stopped by its budget); ``generate(..., resume=True)`` continues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import yaml
+
+from sectune.errors import UserError
+from sectune.generate.caller import Caller, Limits, estimate_tokens
+from sectune.generate.config import GenerateConfig
+from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, read_jsonl_tolerant
+from sectune.generate.topics import Topic
+
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
+    from sectune.generate.engine import Progress, RunState
+    from sectune.llm.base import Provider
+
+T = TypeVar("T")
+TOPICS_FILE = "topics.jsonl"
+# Settings that may change between a run and its resume: they bound requests or outputs, not answers.
+RESUMABLE_FIELDS = {
+    "num_samples", "max_tokens", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_in_flight",
+    "rpm", "tpm", "max_requests_factor", "budget_usd", "prices", "local_batch_size", "cache_dir", "formats",
+    "base_url", "api_key_env",
+}  # fmt: skip
+
+
+# --- shared setup --------------------------------------------------------------------------------------------
+def make_provider(cfg: ExperimentConfig, *, provider: str | None = None, model: str | None = None) -> Provider:
+    """The configured provider; ``local`` defaults to the experiment's model (the embedded one by default)."""
+    from sectune.llm import get_provider
+
+    gen = cfg.generate
+    name = provider or gen.provider
+    return get_provider(
+        name,
+        model=model or gen.model or (cfg.model if name == "local" else None),
+        base_url=gen.base_url,
+        api_key_env=gen.api_key_env,
+        timeout=gen.timeout_s,
+        local_batch_size=gen.local_batch_size,
+        seed=cfg.seed,
+    )
+
+
+def limits_of(gen: GenerateConfig) -> Limits:
+    return Limits(
+        max_tokens=gen.max_tokens,
+        timeout_s=gen.timeout_s,
+        max_retries=gen.max_retries,
+        backoff_initial_s=gen.backoff_initial_s,
+        backoff_max_s=gen.backoff_max_s,
+        max_in_flight=gen.max_in_flight,
+        rpm=gen.rpm,
+        tpm=gen.tpm,
+    )
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code, also when an event loop already runs (notebooks, web UIs)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+# --- topics --------------------------------------------------------------------------------------------------
+def topics(
+    cfg: ExperimentConfig, out: str | Path, *, provider: Provider | None = None, overwrite: bool = False
+) -> Path:
+    """Build the topic tree (or graph, ``generate.topics.mode``) from ``generate.topics.root``; write JSONL."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise UserError("topics file already exists", file=out, fix="choose another --out or pass --overwrite")
+    prov = provider or make_provider(cfg)
+    run_sync(_build_topics(cfg, prov, out, cache=None))
+    return out
+
+
+async def _build_topics(cfg: ExperimentConfig, prov: Provider, out: Path, *, cache: Any) -> list[Topic]:
+    from sectune.generate.topics import build_graph, build_tree, save_graph, save_tree
+
+    gen = cfg.generate
+    spec = gen.topics
+    caller = Caller(prov, limits_of(gen), cache)
+    json_output = gen.output == "json" or (gen.output == "auto" and prov.supports_json)
+
+    async def ask(messages: list[dict[str, str]]) -> str | None:
+        result = await caller.call(messages, {"temperature": 0.7, "seed": cfg.seed} if prov.name != "local" else {})
+        ok = result.completion is not None and result.completion.finish_reason == "stop"
+        return result.completion.text if ok and result.completion else None
+
+    try:
+        if spec.mode == "graph":
+            graph = await build_graph(
+                spec.root, spec.degree, spec.depth, ask, spec.system_prompt, json_output=json_output
+            )
+            save_graph(graph, out)
+            return [Topic(graph.path_to(leaf), id=str(leaf)) for leaf in graph.leaves()]
+        tree = await build_tree(spec.root, spec.degree, spec.depth, ask, spec.system_prompt, json_output=json_output)
+        save_tree(tree, out)
+        return tree
+    finally:
+        if cache is None:
+            await prov.aclose()
+
+
+# --- generate ------------------------------------------------------------------------------------------------
+def generate(
+    cfg: ExperimentConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    retry_failed: bool = False,
+    topics_file: str | Path | None = None,
+    provider: Provider | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Generate ``generate.num_samples`` samples (or each spreadsheet topic's count) into the run folder ``out``.
+
+    ``resume`` continues a killed or budget-stopped run; ``retry_failed`` re-runs only the failed or rejected
+    request slots of an earlier run (no new ones). ``on_start`` receives the plan and cost estimate,
+    ``on_progress`` a :class:`~sectune.generate.engine.Progress` after every finished request slot.
+    Returns ``out``; its summary.json counts every outcome.
+    """
+    out = Path(out)
+    _check_folder(cfg, out, resume=resume, retry_failed=retry_failed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / INCOMPLETE_MARKER).write_text("generation has not finished: continue with `sectune generate --resume`\n")
+    _write_config(out, cfg)
+    prov = provider or make_provider(cfg)
+    summary = run_sync(_generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start))
+    if summary["status"] not in ("stopped_budget", "stopped_auth"):
+        (out / INCOMPLETE_MARKER).unlink(missing_ok=True)
+    if summary["status"] == "stopped_auth":
+        raise UserError(
+            "the provider refused the API key",
+            field=f"generate.api_key_env={cfg.generate.api_key_env}",
+            fix="set a valid key in the environment or .env, then rerun with --resume",
+        )
+    return out
+
+
+def _check_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_failed: bool) -> None:
+    started = out.is_dir() and (out / "config.yaml").is_file()
+    if retry_failed and not started:
+        raise UserError("no earlier run to retry", file=out, fix="point --out at an existing generate run folder")
+    if not started:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError("output exists and is not a generate run", file=out, fix="choose another --out")
+        return
+    if not (resume or retry_failed):
+        raise UserError(
+            "output folder already holds a generate run",
+            file=out,
+            fix="pass --resume to continue it, --retry-failed to redo its failures, or another --out",
+        )
+    earlier = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) or {}
+    changed = _content_changes(earlier, cfg)
+    if changed:
+        raise UserError(
+            f"the run was started with different settings ({', '.join(changed)})",
+            file=out / "config.yaml",
+            fix="resume with the same config (only limits such as max_tokens may change) or use a new --out",
+        )
+
+
+def _content_changes(earlier: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
+    now = cfg.model_dump(mode="json")
+    changed = [key for key in ("seed", "model") if earlier.get(key) != now.get(key)]
+    before, after = earlier.get("generate") or {}, now["generate"]
+    changed += [f"generate.{k}" for k in after if k not in RESUMABLE_FIELDS and before.get(k) != after[k]]
+    return changed
+
+
+def _write_config(out: Path, cfg: ExperimentConfig) -> None:
+    from sectune.runs import write_config
+
+    write_config(out, cfg)
+
+
+async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start) -> dict[str, Any]:
+    from sectune.generate.cache import ResponseCache
+    from sectune.generate.engine import Engine
+    from sectune.generate.topics import spread_samples
+    from sectune.llm.prices import price_for
+
+    gen: GenerateConfig = cfg.generate
+    started = time.monotonic()
+    cache = ResponseCache(Path(gen.cache_dir).expanduser() if gen.cache_dir else out)
+    try:
+        topic_list = await _run_topics(cfg, out, prov, cache, topics_file)
+        targets = spread_samples(topic_list, gen.num_samples)
+        price = price_for(prov.name, prov.model, gen.prices)
+        if gen.budget_usd is not None and price is None:
+            raise UserError(
+                f"no price known for model '{prov.model}', so the budget cannot be enforced",
+                field="generate.budget_usd",
+                fix=f"add generate.prices.{prov.model}=[input, output] (USD/Mtok)",
+            )
+        state = _load_state(out)
+        plan = _plan(cfg, prov, topic_list, targets, state, price)
+        if on_start is not None:
+            on_start(plan)
+        caller = Caller(prov, limits_of(gen), cache)
+        judge = _judge_caller(cfg, prov, cache)
+        samples_log, requests_log = AppendLog(out / SAMPLES_FILE), AppendLog(out / REQUESTS_FILE)
+        engine = Engine(
+            gen, seed=cfg.seed, topics=topic_list, targets=targets, caller=caller, judge=judge, state=state,
+            dedup=_deduplicator(gen, state), samples_log=samples_log, requests_log=requests_log, price=price,
+            retry_slots=_retry_slots(state) if retry_failed else None, on_progress=on_progress,
+        )  # fmt: skip
+        try:
+            await engine.run()
+        finally:
+            samples_log.close()
+            requests_log.close()
+            if judge is not None and judge.provider is not prov:
+                await judge.provider.aclose()
+        return _finish(cfg, out, engine, plan, time.monotonic() - started)
+    finally:
+        cache.close()
+        await prov.aclose()
+
+
+async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:
+    """Topics of this run: saved in the run folder on the first start, so a resume uses the very same ones."""
+    from sectune.generate.topics import load_topics, save_tree
+
+    saved = out / TOPICS_FILE
+    if saved.is_file():
+        return load_topics(saved)
+    source = topics_file or cfg.generate.topics.file
+    if source:
+        topic_list = load_topics(source)
+        _save_topics_with_counts(topic_list, saved)
+        return topic_list
+    tmp = out / f".{TOPICS_FILE}.building"
+    topic_list = await _build_topics(cfg, prov, tmp, cache=cache)
+    if cfg.generate.topics.mode == "graph":
+        topic_list = load_topics(tmp)
+        save_tree(topic_list, saved)
+        tmp.replace(out / "topic_graph.jsonl")
+    else:
+        tmp.replace(saved)
+    return topic_list
+
+
+def _save_topics_with_counts(topic_list: list[Topic], path: Path) -> None:
+    import json
+
+    lines = []
+    for topic in topic_list:
+        row: dict[str, Any] = {"path": topic.path}
+        row.update(
+            {
+                k: v
+                for k, v in (("samples", topic.samples), ("domain_type", topic.domain_type), ("id", topic.id))
+                if v is not None
+            }
+        )
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _load_state(out: Path) -> RunState:
+    from sectune.generate.engine import RunState
+
+    state = RunState()
+    for outcome in read_jsonl_tolerant(out / REQUESTS_FILE):
+        state.outcomes[outcome["slot"]] = outcome
+        state.add_usage(outcome)
+    state.samples = read_jsonl_tolerant(out / SAMPLES_FILE)
+    for row in state.samples:  # a sample saved just before a kill, without its outcome line
+        slot = row["meta"]["slot"]
+        if state.outcomes.get(slot, {}).get("status") != "accepted":
+            t, k = map(int, slot.split(":"))
+            state.outcomes[slot] = {"slot": slot, "topic": t, "k": k, "status": "accepted", "reason": None}
+    return state
+
+
+def _deduplicator(gen: GenerateConfig, state: RunState):
+    from sectune.generate.quality import Deduplicator, first_pair, load_existing
+
+    if not gen.quality.dedup:
+        return None
+    dedup = Deduplicator(gen.quality.near_duplicate_threshold)
+    for question, answer in load_existing(gen.quality.against):
+        dedup.add(question, answer)
+    for row in state.samples:
+        pair = first_pair(row)
+        if pair:
+            dedup.add(*pair)
+    return dedup
+
+
+def _judge_caller(cfg: ExperimentConfig, prov: Provider, cache) -> Caller | None:
+    judge = cfg.generate.quality.judge
+    if not judge.enabled:
+        return None
+    same = judge.provider in (None, prov.name) and judge.model in (None, prov.model)
+    judge_provider = prov if same else make_provider(cfg, provider=judge.provider, model=judge.model)
+    return Caller(judge_provider, limits_of(cfg.generate), cache)
+
+
+def _retry_slots(state: RunState) -> list[str]:
+    return [sid for sid, outcome in state.outcomes.items() if outcome["status"] in ("rejected", "failed")]
+
+
+def _plan(cfg, prov, topic_list, targets, state, price) -> dict[str, Any]:
+    """What the run will do and an upper-bound cost estimate (every answer using max_tokens)."""
+    from sectune.generate.samples import sample_prompt
+    from sectune.llm.prices import cost_usd
+
+    gen = cfg.generate
+    accepted, _, _ = state.counts()
+    remaining = max(0, sum(targets) - accepted)
+    prompt_tokens = (
+        estimate_tokens(sample_prompt(topic_list[0], 0, json_output=prov.supports_json)) if topic_list else 0
+    )
+    estimate = cost_usd(price, remaining * prompt_tokens, remaining * gen.max_tokens)
+    return {
+        "provider": prov.name,
+        "model": prov.model,
+        "topics": len(topic_list),
+        "requested": sum(targets),
+        "already_accepted": accepted,
+        "remaining": remaining,
+        "cost_estimate_usd": "unknown" if estimate is None else round(estimate, 6),
+        "budget_usd": gen.budget_usd,
+    }
+
+
+def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dict[str, Any]:
+    from sectune.generate.export import export_rows
+    from sectune.runs import write_run_metadata
+
+    state = engine.state
+    accepted, rejected, failed = state.counts()
+    requested = sum(engine.targets)
+    rows = read_jsonl_tolerant(out / SAMPLES_FILE)
+    status = {"budget": "stopped_budget", "auth": "stopped_auth"}.get(engine.stop_reason or "")
+    status = status or ("complete" if accepted >= requested else "incomplete")
+    files = export_rows(rows, out, cfg.generate.formats) if status not in ("stopped_budget", "stopped_auth") else {}
+    progress = engine.progress()
+    summary = {
+        "status": status,
+        "requested": requested,
+        "accepted": accepted,
+        "slots": len(state.outcomes),
+        "rejected": dict(sorted(rejected.items())),
+        "failed": dict(sorted(failed.items())),
+        "counts_add_up": len(state.outcomes) == accepted + sum(rejected.values()) + sum(failed.values())
+        and accepted == len(rows),
+        "definition": "slots = accepted + sum(rejected) + sum(failed); a slot is one request for one sample, "
+        "rejected/failed slots are replaced until each topic has its samples or the request cap is reached",
+        "errors_this_session": dict(sorted(engine.caller.errors.items())),
+        "http_requests_this_session": engine.caller.sent,
+        "cache_hits_this_session": engine.caller.cache_hits,
+        "prompt_tokens": state.prompt_tokens,
+        "completion_tokens": state.completion_tokens,
+        "cost_usd": "unknown" if state.cost_unknown else round(state.cost_usd, 6),
+        "cost_estimate_usd": plan["cost_estimate_usd"],
+        "provider": plan["provider"],
+        "model": plan["model"],
+        "topics": plan["topics"],
+        "elapsed_s_this_session": round(elapsed, 3),
+        "samples_per_s_this_session": round(progress.rate_per_s, 3),
+        "files": files,
+    }
+    write_run_metadata(out, cfg, summary)
+    return summary

@@ -1,0 +1,332 @@
+"""The generation engine: request slots scheduled over topics, answers parsed, filtered, deduplicated, saved.
+
+A *slot* is one request for one sample: topic ``t``, variation ``k`` (id ``"t:k"``); its prompt depends only on
+the topic, ``k`` and the config, so a resumed run asks exactly the same questions and finds its answers in the
+cache. Each slot ends in exactly one outcome, counted in summary.json:
+
+    slots = accepted + sum(rejected by reason) + sum(failed by error kind)
+
+``rejected``: an answer came but is not a sample (cut off by length or a content filter, malformed, too short,
+refusal, duplicate, judged low). ``failed``: no answer after all retries. A rejected or failed slot is replaced
+by a new slot of the same topic until the topic has its samples or ``max_requests_factor`` × its samples slots
+have been used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sectune.generate.caller import Caller
+from sectune.generate.config import GenerateConfig
+from sectune.generate.quality import Deduplicator, filter_reason
+from sectune.generate.samples import Parsed, parse_sample, response_format, sample_prompt, to_row
+from sectune.generate.store import AppendLog
+from sectune.generate.topics import Topic
+from sectune.llm.prices import cost_usd
+
+# Finish reasons that mean "cut off or blocked": never a sample (issue 11).
+BAD_FINISH = {"length": "finish_length", "content_filter": "content_filter"}
+
+
+@dataclass
+class Progress:
+    """What a progress bar or a UI needs after each finished slot."""
+
+    requested: int
+    accepted: int
+    rejected: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None  # None: the model's price is unknown
+    elapsed_s: float
+    rate_per_s: float  # accepted samples per second in this session
+    eta_s: float | None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass
+class RunState:
+    """Outcomes so far (loaded from the run folder on resume)."""
+
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # slot id → latest outcome
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: bool = False
+
+    def add_usage(self, outcome: dict[str, Any]) -> None:
+        self.prompt_tokens += outcome.get("prompt_tokens", 0)
+        self.completion_tokens += outcome.get("completion_tokens", 0)
+        if outcome.get("cost_usd") is None and not outcome.get("cached") and outcome.get("completion_tokens"):
+            self.cost_unknown = True
+        self.cost_usd += outcome.get("cost_usd") or 0.0
+
+    def counts(self) -> tuple[int, Counter[str], Counter[str]]:
+        accepted = sum(1 for o in self.outcomes.values() if o["status"] == "accepted")
+        rejected = Counter(o["reason"] for o in self.outcomes.values() if o["status"] == "rejected")
+        failed = Counter(o["reason"] for o in self.outcomes.values() if o["status"] == "failed")
+        return accepted, rejected, failed
+
+
+def slot_id(topic_index: int, k: int) -> str:
+    return f"{topic_index}:{k}"
+
+
+class Engine:
+    """Runs the slots of one generate run (a fresh run, a resume, or a retry of failed slots)."""
+
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        *,
+        seed: int,
+        topics: list[Topic],
+        targets: list[int],
+        caller: Caller,
+        judge: Caller | None,
+        state: RunState,
+        dedup: Deduplicator | None,
+        samples_log: AppendLog,
+        requests_log: AppendLog,
+        price: tuple[float, float] | None,
+        retry_slots: list[str] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ):
+        self.cfg = cfg
+        self.seed = seed
+        self.topics = topics
+        self.targets = targets
+        self.caller = caller
+        self.judge = judge
+        self.state = state
+        self.dedup = dedup
+        self.samples_log = samples_log
+        self.requests_log = requests_log
+        self.price = price
+        self.on_progress = on_progress
+        self.json_output = cfg.output == "json" or (cfg.output == "auto" and caller.provider.supports_json)
+        self.stop_reason: str | None = None
+        self._accepted = [0] * len(topics)
+        self._finished = [0] * len(topics)  # slots with an outcome (the per-topic request cap counts these)
+        self._in_flight = [0] * len(topics)
+        self._next_k = [0] * len(topics)
+        self._caps = [math.ceil(n * cfg.max_requests_factor) for n in targets]
+        self._retry = self._retry_queues(retry_slots) if retry_slots is not None else None
+        self._cursor = 0
+        self._started = time.monotonic()
+        self._accepted_at_start = 0
+        self._load_state()
+
+    # --- scheduling ---------------------------------------------------------------------------------------
+    def _load_state(self) -> None:
+        for sid, outcome in self.state.outcomes.items():
+            t = int(sid.split(":")[0])
+            if t < len(self.topics):
+                self._finished[t] += 1
+                self._accepted[t] += outcome["status"] == "accepted"
+        self._accepted_at_start = sum(self._accepted)
+
+    def _retry_queues(self, slots: list[str]) -> list[list[int]]:
+        queues: list[list[int]] = [[] for _ in self.topics]
+        for sid in sorted(slots, key=lambda s: tuple(map(int, s.split(":")))):
+            t, k = map(int, sid.split(":"))
+            if t < len(queues):
+                queues[t].append(k)
+        return queues
+
+    def _next_slot(self) -> tuple[int, int] | None:
+        """The next slot to run, round-robin over topics that still need samples."""
+        if self.stop_reason:
+            return None
+        for offset in range(len(self.topics)):
+            t = (self._cursor + offset) % len(self.topics)
+            if self._accepted[t] + self._in_flight[t] >= self.targets[t]:
+                continue
+            k = self._take_k(t)
+            if k is not None:
+                self._cursor = t + 1
+                return t, k
+        return None
+
+    def _take_k(self, t: int) -> int | None:
+        if self._retry is not None:  # --retry-failed: only earlier failed/rejected slots, never new ones
+            return self._retry[t].pop(0) if self._retry[t] else None
+        if self._finished[t] + self._in_flight[t] >= self._caps[t]:
+            return None
+        while slot_id(t, self._next_k[t]) in self.state.outcomes:
+            self._next_k[t] += 1
+        k = self._next_k[t]
+        self._next_k[t] += 1
+        return k
+
+    async def run(self) -> None:
+        """Run slots with ``max_in_flight`` workers until every topic is served, capped or the run stops."""
+        condition = asyncio.Condition()
+        workers = [asyncio.create_task(self._worker(condition)) for _ in range(self.cfg.max_in_flight)]
+        await asyncio.gather(*workers)
+
+    async def _worker(self, condition: asyncio.Condition) -> None:
+        while True:
+            async with condition:
+                slot = self._next_slot()
+                while slot is None and sum(self._in_flight) > 0:
+                    await condition.wait()
+                    slot = self._next_slot()
+                if slot is None:
+                    condition.notify_all()
+                    return
+                self._in_flight[slot[0]] += 1
+            try:
+                outcome = await self._run_slot(*slot)
+            finally:
+                async with condition:
+                    self._in_flight[slot[0]] -= 1
+                    condition.notify_all()
+            self._record(slot[0], outcome)
+
+    # --- one slot ------------------------------------------------------------------------------------------
+    def _params(self, k: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"temperature": self.cfg.temperature}
+        if self.caller.provider.name != "local":
+            params["seed"] = self.seed + k
+        if self.json_output and self.caller.provider.name == "openai":
+            params["response_format"] = response_format()
+        return params
+
+    async def _run_slot(self, t: int, k: int) -> dict[str, Any]:
+        topic = self.topics[t]
+        messages = sample_prompt(topic, k, json_output=self.json_output, instructions=self.cfg.instructions)
+        bypass = self._retry is not None
+        result = await self.caller.call(messages, self._params(k), bypass_cache=bypass)
+        outcome: dict[str, Any] = {"slot": slot_id(t, k), "topic": t, "k": k, "cached": result.cached}
+        if result.error is not None:
+            return {**outcome, "status": "failed", "reason": result.error.kind, "error": str(result.error)[:200]}
+        completion = result.completion
+        assert completion is not None
+        fresh = not result.cached
+        outcome["prompt_tokens"] = completion.prompt_tokens if fresh else 0
+        outcome["completion_tokens"] = completion.completion_tokens if fresh else 0
+        outcome["cost_usd"] = cost_usd(self.price, outcome["prompt_tokens"], outcome["completion_tokens"])
+        reason, parsed = await self._judge_answer(completion.text, completion.finish_reason)
+        if reason is not None:
+            return {**outcome, "status": "rejected", "reason": reason}
+        assert parsed is not None
+        meta = self._meta(topic, t, k, parsed)
+        self.samples_log.append(to_row(parsed, self.cfg.system_prompt, meta))
+        return {**outcome, "status": "accepted", "reason": None}
+
+    async def _judge_answer(self, text: str, finish_reason: str) -> tuple[str | None, Parsed | None]:
+        """(rejection reason, None) or (None, the parsed sample, now reserved in the deduplicator)."""
+        if finish_reason != "stop":
+            return BAD_FINISH.get(finish_reason, f"finish_{finish_reason}"), None
+        parsed = parse_sample(text, json_output=self.json_output)
+        if parsed is None:
+            return "malformed", None
+        reason = filter_reason(parsed.question, parsed.answer, self.cfg.quality)
+        if reason is None and self.dedup is not None:
+            reason = self.dedup.check(parsed.question, parsed.answer)
+        if reason is None and self.judge is not None:
+            reason = await self._llm_judge(parsed)
+        if reason is None and self.dedup is not None:
+            reason = self.dedup.check_and_add(parsed.question, parsed.answer)  # again: others finished meanwhile
+        return reason, (parsed if reason is None else None)
+
+    async def _llm_judge(self, parsed: Parsed) -> str | None:
+        assert self.judge is not None
+        result = await self.judge.call(judge_prompt(parsed), {"temperature": 0.0})
+        if result.completion is None or result.completion.finish_reason != "stop":
+            return "judge_failed"
+        score = parse_score(result.completion.text)
+        if score is None:
+            return "judge_unparseable"  # never scored as a low (or high) score
+        return "judge_low" if score < self.cfg.quality.judge.threshold else None
+
+    def _meta(self, topic: Topic, t: int, k: int, parsed: Parsed) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "slot": slot_id(t, k),
+            "topic": " > ".join(topic.path),
+            "topic_path": topic.path,
+            "source": "sectune-generate",
+            "provider": self.caller.provider.name,
+            "model": self.caller.provider.model,
+        }
+        if topic.domain_type:
+            meta["domain_type"] = topic.domain_type
+        if topic.id is not None:
+            meta["topic_id"] = topic.id
+        if parsed.repaired:
+            meta["repaired_json"] = True
+        return meta
+
+    # --- bookkeeping -------------------------------------------------------------------------------------
+    def _record(self, t: int, outcome: dict[str, Any]) -> None:
+        self.requests_log.append(outcome)
+        previous = self.state.outcomes.get(outcome["slot"])
+        if previous is None:
+            self._finished[t] += 1
+        self.state.outcomes[outcome["slot"]] = outcome
+        self._accepted[t] += outcome["status"] == "accepted"
+        self.state.add_usage(outcome)
+        if outcome["status"] == "failed" and outcome["reason"] == "auth":
+            self.stop_reason = "auth"
+        budget = self.cfg.budget_usd
+        if budget is not None and self.state.cost_usd >= budget:
+            self.stop_reason = self.stop_reason or "budget"
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    def progress(self) -> Progress:
+        accepted, rejected, failed = self.state.counts()
+        elapsed = time.monotonic() - self._started
+        rate = (accepted - self._accepted_at_start) / elapsed if elapsed > 0 else 0.0
+        remaining = sum(self.targets) - accepted
+        return Progress(
+            requested=sum(self.targets),
+            accepted=accepted,
+            rejected=sum(rejected.values()),
+            failed=sum(failed.values()),
+            prompt_tokens=self.state.prompt_tokens,
+            completion_tokens=self.state.completion_tokens,
+            cost_usd=None if self.state.cost_unknown else self.state.cost_usd,
+            elapsed_s=elapsed,
+            rate_per_s=rate,
+            eta_s=remaining / rate if rate > 0 else None,
+        )
+
+
+def judge_prompt(parsed: Parsed) -> list[dict[str, str]]:
+    user = (
+        "Rate this question and answer as training data for a helpful domain assistant, from 1 (useless or wrong) "
+        "to 5 (accurate, complete, clear).\n"
+        f"Question: {parsed.question}\nAnswer: {parsed.answer}\n"
+        'Reply with only JSON: {"score": <1-5>}'
+    )
+    return [{"role": "user", "content": user}]
+
+
+def parse_score(text: str) -> int | None:
+    """The 1–5 score in a judge's answer ({"score": n} or a lone digit); None when unparseable."""
+    match = re.search(r'"score"\s*:\s*"?([1-5])\b', text) or re.fullmatch(r"\s*([1-5])\s*\.?\s*", text)
+    return int(match.group(1)) if match else None
+
+
+def progress_dict(progress: Progress) -> dict[str, Any]:
+    return asdict(progress)
+
+
+def outcome_paths(folder: Path) -> tuple[Path, Path]:
+    from sectune.generate.store import REQUESTS_FILE, SAMPLES_FILE
+
+    return folder / SAMPLES_FILE, folder / REQUESTS_FILE

@@ -1,0 +1,141 @@
+"""Generation prompts and answer parsing: a pydantic sample schema for JSON answers, labelled text otherwise.
+
+Remote providers are asked for JSON matching :class:`SampleSchema`; a malformed answer is repaired when the JSON
+object can be recovered (code fences, prose around it, trailing commas) and rejected as ``malformed`` when not.
+The local 135M model cannot write JSON (ENVIRONMENT.md): it is asked for "Question: … Answer: …" text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from sectune.generate.topics import Topic
+
+# Different angles per variation number: the same topic asked the same way gives the same question.
+ANGLES = (
+    "a practical how-to question",
+    "a troubleshooting scenario a user runs into",
+    "a question asking to explain a concept simply",
+    "a question comparing two related options",
+    "a best-practice or recommendation question",
+    "a question about a common mistake and how to avoid it",
+    "an incident or emergency scenario question",
+    "a question from a beginner",
+    "a question from an experienced administrator",
+    "a question about tools, commands or settings",
+)
+
+
+class SampleSchema(BaseModel):
+    """The structured answer a remote provider returns for one sample."""
+
+    question: str
+    answer: str
+
+    @field_validator("question", "answer")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+def response_format() -> dict:
+    """OpenAI JSON mode (widely supported by compatible servers, unlike strict json_schema)."""
+    return {"type": "json_object"}
+
+
+SCHEMA_TEXT = json.dumps(SampleSchema.model_json_schema(), sort_keys=True)
+
+
+def sample_prompt(topic: Topic, variation: int, *, json_output: bool, instructions: str = "") -> list[dict[str, str]]:
+    """The conversation asking for sample number ``variation`` about ``topic``."""
+    angle = ANGLES[variation % len(ANGLES)]
+    lines = [
+        f"Topic: {' > '.join(topic.path)}",
+        f"Variation: {variation + 1}",
+        f"Write {angle} that a real user could ask about this topic, and a complete, accurate, helpful answer.",
+        "Make the question specific and different from the usual first questions on this topic.",
+    ]
+    if instructions:
+        lines.append(instructions)
+    if json_output:
+        lines.append('Reply with only a JSON object: {"question": "...", "answer": "..."}')
+        system = f"You write training data for an assistant. Your reply is JSON matching this schema: {SCHEMA_TEXT}"
+    else:
+        lines.append("Reply in exactly this format:\nQuestion: <the question>\nAnswer: <the answer>")
+        system = "You write questions and answers for training an assistant."
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+
+
+@dataclass(frozen=True)
+class Parsed:
+    question: str
+    answer: str
+    repaired: bool = False
+
+
+def parse_json_sample(text: str) -> Parsed | None:
+    """The sample in a JSON answer, repaired when possible; None when it cannot be recovered."""
+    try:
+        return _validated(json.loads(text), repaired=False)
+    except (json.JSONDecodeError, ValueError):
+        pass
+    candidate = _extract_object(text)
+    if candidate is None:
+        return None
+    for attempt in (candidate, re.sub(r",\s*([}\]])", r"\1", candidate)):
+        try:
+            return _validated(json.loads(attempt), repaired=True)
+        except (json.JSONDecodeError, ValueError):
+            continue
+    return None
+
+
+def _validated(data: object, *, repaired: bool) -> Parsed | None:
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    try:
+        sample = SampleSchema.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    return Parsed(sample.question, sample.answer, repaired)
+
+
+def _extract_object(text: str) -> str | None:
+    fenced = re.search(r"```(?:json)?\s*(\{.*?\})\s*```", text, re.DOTALL)
+    if fenced:
+        return fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else None
+
+
+_LABELLED = re.compile(
+    r"^\W*(?:question|q)\s*\W*:\W*(?P<q>.+?)\s*^\W*(?:answer|a)\s*\W*:\W*(?P<a>.+)\Z",
+    re.IGNORECASE | re.DOTALL | re.MULTILINE,
+)
+
+
+def parse_labelled_sample(text: str) -> Parsed | None:
+    """The sample in "Question: … Answer: …" text (markdown bold and Q:/A: tolerated); None when absent."""
+    match = _LABELLED.search(text.strip())
+    if not match:
+        return None
+    question, answer = match.group("q").strip(), match.group("a").strip()
+    return Parsed(question, answer) if question and answer else None
+
+
+def parse_sample(text: str, *, json_output: bool) -> Parsed | None:
+    """Parse an answer in the format that was asked for (JSON answers may also come back labelled)."""
+    if json_output:
+        return parse_json_sample(text)
+    return parse_labelled_sample(text) or parse_json_sample(text)
+
+
+def to_row(parsed: Parsed, system_prompt: str, meta: dict) -> dict:
+    """The canonical row of an accepted sample."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += [{"role": "user", "content": parsed.question}, {"role": "assistant", "content": parsed.answer}]
+    return {"messages": messages, "meta": meta}

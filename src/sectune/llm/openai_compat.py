@@ -1,0 +1,91 @@
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, LM Studio, ...) via the official client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sectune.llm.base import Completion, Messages, ProviderError
+from sectune.llm.keys import redact
+
+
+class OpenAIProvider:
+    """Chat completions through ``openai.AsyncOpenAI``; the client's own retries are off (the engine retries)."""
+
+    name = "openai"
+    supports_json = True
+
+    def __init__(
+        self, model: str, *, base_url: str | None = None, api_key: str | None = None, timeout: float = 60.0
+    ) -> None:
+        import openai
+
+        self.model = model
+        self._key = api_key
+        # No key anywhere is fine for local servers (vLLM, Ollama): the client insists on a non-empty string.
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
+        )
+        self.base_url = str(self._client.base_url)
+
+    async def complete(self, messages: Messages, **params: Any) -> Completion:
+        """One chat completion; errors become :class:`ProviderError`."""
+        request = _request_params(params)
+        try:
+            response = await self._client.chat.completions.create(model=self.model, messages=messages, **request)
+        except Exception as exc:
+            raise classify_openai_error(exc, self._key) from None
+        if not response.choices:
+            raise ProviderError("empty_response", "no choices in the answer")
+        choice = response.choices[0]
+        usage = response.usage
+        return Completion(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason or "unknown",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _request_params(params: dict[str, Any]) -> dict[str, Any]:
+    request: dict[str, Any] = {}
+    for key in ("max_tokens", "temperature", "seed", "response_format", "top_p"):
+        if params.get(key) is not None:
+            request[key] = params[key]
+    if params.get("timeout") is not None:
+        request["timeout"] = params["timeout"]
+    return request
+
+
+def classify_openai_error(exc: Exception, key: str | None = None) -> ProviderError:
+    """Map the openai client's exceptions to provider error kinds (Retry-After kept)."""
+    import openai
+
+    message = redact(str(exc), key)[:300]
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError("timeout", message)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError("connection", message)
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+        if status == 429:
+            return ProviderError("rate_limit", message, retry_after=retry_after, status=status)
+        if status in (401, 403):
+            return ProviderError("auth", message, status=status)
+        if status >= 500:
+            return ProviderError("server_error", message, retry_after=retry_after, status=status)
+        return ProviderError("bad_request", message, status=status)
+    return ProviderError(type(exc).__name__, message)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (a number; HTTP dates are rare from LLM servers and ignored)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
