@@ -14,7 +14,7 @@ from sectune.config import load_config
 
 def parse_request(body: dict) -> tuple[str, int]:
     """(topic path, variation) from a sample request; ("", -1) for other requests."""
-    text = body["messages"][-1]["content"]
+    text = (body.get("messages") or [{"content": ""}])[-1]["content"]
     topic = re.search(r"^Topic: (.+)$", text, re.MULTILINE)
     variation = re.search(r"^Variation: (\d+)$", text, re.MULTILINE)
     return (topic.group(1) if topic else "", int(variation.group(1)) if variation else -1)

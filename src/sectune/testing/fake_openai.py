@@ -56,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client died mid-request (a killed run): nothing was asked
+            self.close_connection = True
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
@@ -67,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         fake._enter()
         try:
-            status, payload, headers = fake._handle(body, dict(self.headers))
+            status, payload, headers = fake._handle(body, {k.lower(): v for k, v in self.headers.items()})
         finally:
             fake._leave()
         self._send(status, payload, headers)
@@ -120,7 +123,7 @@ class FakeOpenAI:
         self.model = model
         self.require_key = require_key
         self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        self.headers: list[dict[str, str]] = []  # request headers, names lower-cased
         self.faults_sent: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests handled at the same time (proves concurrency)
@@ -190,7 +193,7 @@ class FakeOpenAI:
             self.requests.append(body)
             self.headers.append(headers)
         if self.require_key is not None:
-            auth = headers.get("Authorization") or headers.get("authorization") or ""
+            auth = headers.get("authorization", "")
             if auth != f"Bearer {self.require_key}":
                 return 401, {"error": {"message": "bad key", "type": "invalid_api_key"}}, {}
         fault = self._fault_for(index)
