@@ -40,15 +40,31 @@ def evaluate(
     targets = [target] if isinstance(target, (str, Path)) else list(target)
     if not targets:
         raise UserError("nothing to evaluate", field="target", fix="pass a model, run folder or endpoint")
+    _check_inputs_early(cfg, dataset)  # a bad benchmark or dataset fails before any model is loaded
     used: set[str] = set()
     labelled = [(target_label(t, used), t) for t in targets]
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         results = {label: evaluate_target(cfg, t, dataset=dataset, out=tmp, label=label) for label, t in labelled}
         if cfg.eval.judge.enabled and dataset is not None:
             _judge_all(cfg, results, tmp)
-        summary = {"targets": results, "dataset": str(dataset) if dataset else None, "seed": cfg.seed}
+        summary = {
+            "targets": results,
+            "order": [label for label, _ in labelled],  # the first is the baseline of pairwise judging
+            "dataset": str(dataset) if dataset else None,
+            "seed": cfg.seed,
+        }
         write_run_metadata(tmp, cfg, summary)
     return Path(out)
+
+
+def _check_inputs_early(cfg: Any, dataset: str | Path | None) -> None:
+    from sectune.evaluate.heldout import load_examples
+    from sectune.evaluate.mcq import load_benchmark
+
+    for ref in cfg.eval.benchmarks:
+        load_benchmark(ref, limit=cfg.eval.max_questions)
+    if dataset is not None:
+        load_examples(dataset, limit=cfg.eval.max_examples)
 
 
 def evaluate_target(cfg: Any, target: Target, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
