@@ -1,0 +1,264 @@
+"""Pieces of the generate stage: parsing, filters, dedup, topics files, spreadsheets, logs, exports, providers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+
+import openpyxl
+import pytest
+from tests.generate.conftest import make_config, sample_responder
+
+from sectune.errors import UserError
+from sectune.generate.api import generate
+from sectune.generate.config import QualityConfig
+from sectune.generate.engine import parse_score
+from sectune.generate.export import export_rows, to_alpaca, to_question_answer, to_sharegpt
+from sectune.generate.quality import Deduplicator, filter_reason
+from sectune.generate.samples import parse_json_sample, parse_labelled_sample
+from sectune.generate.store import AppendLog, read_jsonl_tolerant
+from sectune.generate.topics import load_topics, parse_subtopics, spread_samples
+from sectune.llm import ProviderError, get_provider
+from sectune.llm.prices import cost_usd, price_for
+from sectune.runs import read_json
+from sectune.testing.fake_openai import FakeOpenAI
+
+
+def test_labelled_parser_reads_local_model_style_text():
+    parsed = parse_labelled_sample("**Question:** How do I reset MFA?\n**Answer:** Open settings,\nthen reset.")
+    assert parsed.question == "How do I reset MFA?" and parsed.answer == "Open settings,\nthen reset."
+    assert parse_labelled_sample("Q: What is TLS?\nA: A protocol.").answer == "A protocol."
+    assert parse_labelled_sample("Just some text without labels") is None
+    assert parse_labelled_sample("Question: only a question") is None
+
+
+def test_json_parser_repairs_what_it_can_and_refuses_the_rest():
+    assert parse_json_sample('{"question": "q?", "answer": "a"}').repaired is False
+    fenced = parse_json_sample('Here:\n```json\n{"question": "q?", "answer": "a",}\n```')
+    assert fenced.repaired and fenced.answer == "a"
+    assert parse_json_sample('{"question": "q?"}') is None  # schema: answer missing
+    assert parse_json_sample('{"question": "q?", "answer": ') is None
+    assert parse_json_sample("[1, 2]") is None
+
+
+def test_filters_name_their_reason():
+    quality = QualityConfig(min_question_chars=5, min_answer_chars=10, max_answer_chars=100)
+    assert filter_reason("  ", "long enough answer", quality) == "empty_turn"
+    assert filter_reason("Why?", "long enough answer", quality) == "too_short"
+    assert filter_reason("Why is it?", "x" * 101, quality) == "too_long"
+    assert filter_reason("How to hack?", "I'm sorry, but I can't help with that.", quality) == "refusal"
+    assert filter_reason("How to patch?", "Run the updater and reboot.", quality) is None
+
+
+def test_deduplicator_catches_exact_and_near_duplicates_but_not_different_samples():
+    dedup = Deduplicator(threshold=0.8)
+    answer = "Enable multi-factor authentication, rotate the keys every ninety days and audit the access logs weekly."
+    assert dedup.check_and_add("How do I secure my cloud account?", answer) is None
+    assert dedup.check_and_add("how do I secure my cloud account", "Something else entirely.") == "duplicate"
+    near = answer.replace("weekly", "monthly")
+    assert dedup.check_and_add("How can I secure my cloud account?", near) == "near_duplicate"
+    assert dedup.check_and_add("What is a phishing email?", "A message that tricks you into giving secrets.") is None
+    assert len(dedup) == 2
+
+
+def test_dedup_against_an_existing_dataset(tmp_path):
+    existing = tmp_path / "old.jsonl"
+    with FakeOpenAI(responder=sample_responder) as fake:
+        first = generate(make_config(fake.base_url, num_samples=4, topics={"depth": 0}), tmp_path / "first")
+        existing.write_text((first / "samples.jsonl").read_text())
+        cfg = make_config(
+            fake.base_url,
+            num_samples=4,
+            topics={"depth": 0},
+            quality={"against": [str(existing)]},
+            max_requests_factor=3.0,
+            temperature=0.9,
+        )
+        second = generate(cfg, tmp_path / "second")
+    summary = read_json(second / "summary.json")
+    assert summary["rejected"]["duplicate"] == 4  # the same prompts give the same answers: all caught
+    old = {json.loads(line)["messages"][1]["content"] for line in existing.read_text().splitlines()}
+    new = {json.loads(line)["messages"][1]["content"] for line in (second / "samples.jsonl").read_text().splitlines()}
+    assert len(new) == 4 and not old & new
+
+
+def test_subtopic_parser_handles_json_and_numbered_lists():
+    assert parse_subtopics('["A", "B", "A", "C"]', 3) == ["A", "B", "C"]
+    assert parse_subtopics("1. Firewalls\n2) VPNs\n- **Root**\n3. Firewalls.", 5, exclude={"Root"}) == [
+        "Firewalls",
+        "VPNs",
+    ]
+
+
+def write_sheet(path, rows):
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    for row in rows:
+        sheet.append(row)
+    workbook.save(path)
+    return path
+
+
+def test_spreadsheet_topics_give_their_own_counts_and_domain_type(tmp_path):
+    sheet = write_sheet(
+        tmp_path / "topics.xlsx",
+        [
+            ["Id", "Domain Topic", "Samples Count", "Domain Type"],
+            [1, "Firewalls", 2, "Cybersecurity"],
+            [2, "Cloud IAM", 3, "Cloud"],
+            [3, "Printers", 0, "IT Support"],
+            [None, None, None, None],
+        ],
+    )
+    topics = load_topics(sheet)
+    assert [t.path for t in topics] == [["Firewalls"], ["Cloud IAM"], ["Printers"]]
+    assert spread_samples(topics, 100) == [2, 3, 0]
+    with FakeOpenAI(responder=sample_responder) as fake:
+        run = generate(make_config(fake.base_url, num_samples=99, topics={"file": str(sheet)}), tmp_path / "run")
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 5
+    by_type = sorted((r["meta"]["domain_type"], r["meta"]["topic"]) for r in rows)
+    assert by_type == [("Cloud", "Cloud IAM")] * 3 + [("Cybersecurity", "Firewalls")] * 2
+    assert read_json(run / "summary.json")["requested"] == 5
+
+
+def test_bad_spreadsheet_names_row_and_column(tmp_path):
+    sheet = write_sheet(tmp_path / "bad.xlsx", [["Id", "Domain Topic", "Samples Count"], [1, "Firewalls", "many"]])
+    with pytest.raises(UserError, match=r"row 2, Samples Count"):
+        load_topics(sheet)
+    sheet = write_sheet(tmp_path / "bad2.xlsx", [["Id", "Topic"], [1, "Firewalls"]])
+    with pytest.raises(UserError, match="Domain Topic"):
+        load_topics(sheet)
+
+
+def test_shared_topics_spreadsheet_loads(shared_dir):
+    sheet = shared_dir / "data" / "seed" / "Synthetic-Data-Topics.xlsx"
+    if not sheet.is_file():
+        pytest.skip("seed spreadsheet absent")
+    topics = load_topics(sheet)
+    assert len(topics) > 50 and all(t.samples is not None and t.domain_type for t in topics)
+
+
+def test_torn_last_line_is_dropped_and_cut_off(tmp_path):
+    path = tmp_path / "log.jsonl"
+    log = AppendLog(path)
+    log.append({"a": 1})
+    log.append({"a": 2})
+    log.close()
+    with path.open("a") as handle:
+        handle.write('{"a": 3, "b"')  # the process died mid-line
+    assert read_jsonl_tolerant(path) == [{"a": 1}, {"a": 2}]
+    AppendLog(path).append({"a": 4})
+    assert read_jsonl_tolerant(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
+
+
+def test_converters_find_turns_by_role_even_when_one_is_missing(tmp_path):
+    rows = [
+        {"messages": [{"role": "user", "content": 'Say "hi", then\nbye'}, {"role": "assistant", "content": "a,b"}]},
+        {"messages": [{"role": "system", "content": "sys"}, {"role": "assistant", "content": "only answer"}]},
+        {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"},
+                      {"role": "assistant", "content": "ans"}], "meta": {"domain_type": "Cloud"}},
+    ]  # fmt: skip
+    assert to_question_answer(rows[1]) == ("", "only answer")
+    assert to_question_answer(rows[2]) == ("q", "ans")
+    assert to_alpaca(rows[2]) == {"instruction": "q", "input": "", "output": "ans", "system": "sys"}
+    assert [t["from"] for t in to_sharegpt(rows[2])["conversations"]] == ["system", "human", "gpt"]
+    files = export_rows(rows, tmp_path, ["csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca"])
+    with (tmp_path / files["csv"]).open(newline="") as handle:
+        table = list(csv.reader(handle))
+    assert table == [["Question", "Answer"], ['Say "hi", then\nbye', "a,b"], ["", "only answer"], ["q", "ans"]]
+    sheet = openpyxl.load_workbook(tmp_path / files["xlsx"]).active
+    assert [c.value for c in sheet[4]] == ["q", "ans", None, "Cloud"]
+    import pyarrow.parquet as pq
+    from datasets import load_from_disk
+
+    assert pq.read_table(tmp_path / files["parquet"]).to_pylist()[2]["messages"] == rows[2]["messages"]
+    assert load_from_disk(str(tmp_path / files["hf"]))[0]["messages"] == rows[0]["messages"]
+    assert json.loads((tmp_path / files["alpaca"]).read_text())[1]["output"] == "only answer"
+
+
+def test_judge_score_parser_never_guesses():
+    assert parse_score('{"score": 4}') == 4
+    assert parse_score(" 5 ") == 5
+    assert parse_score("It is great, 10/10") is None
+    assert parse_score('{"score": 9}') is None
+
+
+def test_llm_judge_rejects_low_scores_and_unparseable_verdicts(tmp_path):
+    def responder(body):
+        text = body["messages"][-1]["content"]
+        if text.startswith("Rate this"):
+            if "keyaudit" in text:
+                return "garbage verdict"
+            return '{"score": 2}' if "scanwall" in text else '{"score": 5}'
+        return sample_responder(body)
+
+    with FakeOpenAI(responder=responder) as fake:
+        cfg = make_config(
+            fake.base_url,
+            num_samples=10,
+            topics={"depth": 0},
+            quality={"judge": {"enabled": True}},
+            max_requests_factor=6.0,
+        )
+        run = generate(cfg, tmp_path / "run")
+    summary = read_json(run / "summary.json")
+    rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and summary["counts_add_up"]
+    assert summary["rejected"].get("judge_low", 0) > 0 and summary["rejected"].get("judge_unparseable", 0) > 0
+    assert all("scanwall" not in m["content"] and "keyaudit" not in m["content"] for r in rows for m in r["messages"])
+
+
+def test_prices_unknown_is_none_not_zero():
+    assert price_for("openai", "gpt-4o-mini") == (0.15, 0.60)
+    assert price_for("litellm", "openai/gpt-4o-mini") == (0.15, 0.60)
+    assert price_for("openai", "my-own-model") is None
+    assert cost_usd(None, 10, 10) is None
+    assert price_for("local", "anything") == (0.0, 0.0)
+    assert price_for("openai", "my-own-model", {"my-own-model": (1.0, 2.0)}) == (1.0, 2.0)
+
+
+def test_provider_errors_are_classified(monkeypatch):
+    async def ask(fake, **kw):
+        provider = get_provider("openai", model="m", base_url=fake.base_url, **kw)
+        try:
+            return await provider.complete([{"role": "user", "content": "x"}], max_tokens=5)
+        finally:
+            await provider.aclose()
+
+    with FakeOpenAI(fault_rate=1.0, faults=("429",), retry_after=3) as fake, pytest.raises(ProviderError) as err:
+        asyncio.run(ask(fake))
+    assert err.value.kind == "rate_limit" and err.value.retry_after == 3 and err.value.retryable
+    with FakeOpenAI(require_key="right") as fake:
+        monkeypatch.setenv("OPENAI_API_KEY", "wrong-key-xyz")
+        with pytest.raises(ProviderError) as err:
+            asyncio.run(ask(fake))
+    assert err.value.kind == "auth" and not err.value.retryable and "wrong-key-xyz" not in str(err.value)
+
+
+def test_unknown_or_uninstalled_providers_fail_with_a_fix():
+    with pytest.raises(UserError, match="did you mean 'openai'"):
+        get_provider("opnai", model="m")
+    with pytest.raises(UserError, match="needs a model name"):
+        get_provider("openai")
+    try:
+        import litellm  # noqa: F401
+    except ImportError:
+        with pytest.raises(UserError, match=r"pip install 'sectune\[litellm\]'"):
+            get_provider("litellm", model="openai/gpt-4o-mini")
+
+
+def test_cli_refuses_an_existing_run_with_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("name: x\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "sectune", "generate", "--out", str(tmp_path / "run"), "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "--resume" in out.stderr and "Traceback" not in out.stderr
