@@ -45,6 +45,7 @@ def prep(
         f"tokens median {tokens['all'].get('median')}, max {tokens['all'].get('max')}, "
         f"over max_length {tokens['rows_over_max_length_before_policy']} ({tokens['length_policy']})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -68,5 +69,5 @@ def inspect(
     cfg = load(config, [*(sets or []), *([f"model={model}"] if model else [])])
     report = inspect_dataset(cfg, dataset, tokenizer=tokenizer, split=split, rows_shown=rows)
     print_report(report, color=color)
-    if not report.ok:
-        raise typer.Exit(2)
+    if not report.ok:  # SystemExit, not typer.Exit: click swallows Exit's code outside standalone mode
+        raise SystemExit(2)
