@@ -50,7 +50,9 @@ def prep(
 
 
 def inspect(
-    dataset: Annotated[Path, typer.Argument(help="A dataset folder written by `sectune prep`, or one JSONL file.")],
+    dataset: Annotated[
+        Path, typer.Argument(help="A dataset folder written by `sectune prep`, or one input file (JSONL, xlsx, CSV …).")
+    ],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Registry key or model folder.")] = None,
     config: ConfigOption = None,
     sets: SetOption = None,

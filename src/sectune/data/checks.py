@@ -222,10 +222,10 @@ def check_bos(tokenizer: Any, tokenized: list[TokenizedRow]) -> BosCheck:
     template = tokenizer.chat_template or ""
     bos = tokenizer.bos_token
     adds_bos = bos is not None and "bos_token" in template
-    bos_id = tokenizer.convert_tokens_to_ids(bos) if bos else None
-    wrong = []
+    bos_id: int | None = tokenizer.convert_tokens_to_ids(bos) if bos else None
+    wrong: list[int] = []
     for index, row in enumerate(tokenized):
-        if adds_bos and (row.input_ids[:1] != [bos_id] or row.input_ids.count(bos_id) != 1):
+        if adds_bos and bos_id is not None and (row.input_ids[:1] != [bos_id] or row.input_ids.count(bos_id) != 1):
             wrong.append(index)
     doubled = False
     if tokenized and bos_id is not None:

@@ -103,16 +103,17 @@ def tokenize_for_training(tokenizer: Any, messages: list[dict[str, Any]]) -> Tok
 
     template = tokenizer.chat_template
     require_generation_markers(template)
-    rendered, spans = render_jinja_template(
+    rendered: Any = render_jinja_template(
         conversations=[messages],
         chat_template=template,
         return_assistant_tokens_mask=True,
         **tokenizer.special_tokens_map,
-    )
-    text, spans = rendered[0], spans[0]
+    )  # (texts, generation spans), one per conversation
+    text: str = rendered[0][0]
+    spans: list[tuple[int, int]] = rendered[1][0]
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [
-        int(any(start < end_span and end > start_span for start_span, end_span in spans))
+        int(any(start < span_end and end > span_start for span_start, span_end in spans))
         for start, end in encoding["offset_mapping"]
     ]
     return TokenizedRow(list(encoding["input_ids"]), mask, text)
