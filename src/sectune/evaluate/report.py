@@ -24,11 +24,16 @@ TRAIN_FIELDS = [
     "final_train_loss",
     "eval_loss",
 ]
+SIGNIFICANT = 6
 QUALITY_FIELDS = ["rouge_l", "chrf", "bleu", "embedding", "perplexity"]
 
 
 def fmt(value: Any) -> str:
-    """How every number is printed: integers as is, floats with 4 significant digits, None as '—'."""
+    """How every number is printed: integers as is, floats with 6 significant digits, None as '—'.
+
+    report.json stores floats rounded to the same 6 significant digits, so every printed number equals
+    the JSON value exactly.
+    """
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -38,7 +43,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             return str(value)
-        return f"{value:.4g}"
+        return f"{value:.{SIGNIFICANT}g}"
     return str(value)
 
 
@@ -58,7 +63,7 @@ def fmt_interval(entry: dict[str, Any] | None) -> str:
 def build_report(cfg: Any, cells: list[dict[str, Any]], *, dataset: Path) -> dict[str, Any]:
     """Every number of the study in one JSON-able dict."""
     variants = [_variant_entry(cfg, cell) for cell in cells]
-    return {
+    report = {
         "name": cfg.name,
         "seed": cfg.seed,
         "dataset": str(dataset),
@@ -67,6 +72,18 @@ def build_report(cfg: Any, cells: list[dict[str, Any]], *, dataset: Path) -> dic
         "baselines": _baselines(cells),
         "comparisons": _comparisons(cells, samples=cfg.eval.bootstrap_samples, seed=cfg.seed),
     }
+    return round_floats(report)
+
+
+def round_floats(value: Any) -> Any:
+    """Every float in a nested structure rounded to SIGNIFICANT significant digits (as printed)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT}g}")
+    if isinstance(value, dict):
+        return {key: round_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [round_floats(item) for item in value]
+    return value
 
 
 def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +105,7 @@ def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
         for bench, result in (cell["eval"].get("mcq") or {}).items()
     }
     return {
-        "label": f"{cell['model']}/{cell['variant']}",
+        "label": cell.get("label") or f"{cell['model']}/{cell['variant']}",
         "model": cell["model"],
         "variant": cell["variant"],
         "training": training,
@@ -135,6 +152,7 @@ def _comparisons(cells: list[dict[str, Any]], *, samples: int, seed: int) -> lis
                     {
                         "model": cell["model"],
                         "variant": cell["variant"],
+                        "label": cell.get("label") or f"{cell['model']}/{cell['variant']}",
                         "against": "base",
                         "benchmark": bench,
                         "method": method,
@@ -222,7 +240,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             [
                 c["benchmark"],
                 c["method"],
-                f"{c['model']}/{c['variant']}",
+                c["label"],
                 c["against"],
                 fmt_interval({"value": c["difference"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]}),
                 fmt(c["mcnemar_p"]),

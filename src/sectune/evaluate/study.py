@@ -26,18 +26,21 @@ def variant_config(cfg: Any, model: str, variant: str) -> Any:
 
 
 def train_variant(cfg_v: Any, dataset: Path, run_dir: Path, *, reuse: bool) -> tuple[Path, bool]:
-    """Train one variant into ``run_dir`` unless a finished run (summary.json) is there; (run, reused)."""
-    if reuse and (run_dir / "summary.json").is_file():
-        return run_dir, True
+    """Train one variant into ``run_dir`` unless a finished run is there (then reuse it); (run, reused).
+
+    With ``reuse`` a killed run continues from its newest checkpoint (the train stage's resume).
+    """
     try:
-        from sectune.train.api import train
+        from sectune.train.api import is_finished, train
     except ImportError:
         raise UserError(
             "the study needs the train stage",
             field="study.variants",
             fix="install sectune[train] or use variants: [base]",
         ) from None
-    return Path(train(cfg_v, dataset, run_dir)), False
+    if reuse and is_finished(run_dir):
+        return run_dir, True
+    return Path(train(cfg_v, dataset, run_dir, resume=reuse, overwrite=not reuse)), False
 
 
 def evaluate_variant(cfg_v: Any, target: str | Path, dataset: Path, eval_dir: Path, *, reuse: bool) -> dict[str, Any]:
@@ -77,4 +80,5 @@ def _run_cell(cfg: Any, model: str, variant: str, dataset: Path, out: Path) -> d
         train_summary = read_json(run_dir / "summary.json")
         target = run_dir
     result = evaluate_variant(cfg_v, target, dataset, out / "evals" / name, reuse=cfg.study.reuse)
-    return {"model": model, "variant": variant, "name": name, "train": train_summary, "eval": result}
+    label = f"{slug(model)}/{variant}"
+    return {"model": model, "variant": variant, "label": label, "train": train_summary, "eval": result}

@@ -1,0 +1,98 @@
+"""`sectune study` on the tiny model: all four variants trained, evaluated and reported; finished runs reused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sectune.config import load_config
+
+TINY = [
+    "train.max_steps=2",
+    "train.batch_size=2",
+    "train.grad_accum=1",
+    "train.stop_check.enabled=false",
+    "eval.max_new_tokens=4",
+    "eval.bootstrap_samples=100",
+    "eval.max_questions=6",
+    "eval.metrics=[rouge_l,chrf,bleu,perplexity,length]",
+    "study.price_per_hour=1.5",
+]
+
+
+@pytest.fixture
+def study_dataset(tiny_dataset):
+    """The tiny test split plus train (3 copies) and validation splits."""
+    test = (tiny_dataset / "test.jsonl").read_text()
+    (tiny_dataset / "train.jsonl").write_text(test * 3)
+    (tiny_dataset / "validation.jsonl").write_text("".join(test.splitlines(keepends=True)[:2]))
+    return tiny_dataset
+
+
+def _without_timings(report):
+    for variant in report["variants"]:
+        variant.pop("training", None)
+        variant.pop("log_history", None)
+    return report
+
+
+def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir, study_dataset, tmp_path):
+    from sectune.evaluate.api import study
+
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY])
+    out = tmp_path / "study"
+    report_dir = study(cfg, study_dataset, out)
+    report = json.loads((report_dir / "report.json").read_text())
+    assert [v["variant"] for v in report["variants"]] == ["base", "lora", "qlora", "full"]
+    for variant in report["variants"][1:]:
+        training = variant["training"]
+        assert training["trainable_params"] > 0 and training["peak_memory_mb"] > 0 and training["tokens_per_s"] > 0
+        assert variant["log_history"]
+    full = report["variants"][3]["training"]
+    assert full["trainable_params"] == full["total_params"] > report["variants"][1]["training"]["trainable_params"]
+    assert {c["variant"] for c in report["comparisons"]} == {"lora", "qlora", "full"}
+    markdown = (report_dir / "report.md").read_text()
+    for variant in report["variants"]:
+        assert variant["label"] in markdown
+        cyber = variant["mcq"]["cyber-mini"]["option"]
+        assert f"{cyber['value']:.6g}" in markdown
+    for plot in ("loss_curves.png", "quality_vs_memory.png"):
+        assert (report_dir / plot).stat().st_size > 5000
+
+    # reuse: the finished runs are not trained again; re-evaluating them gives the same numbers
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
+    assert len(stamps) == 3
+    shutil.rmtree(out / "evals")
+    again = json.loads((study(cfg, study_dataset, out) / "report.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert _without_timings(again) == _without_timings(report)
+
+
+@pytest.mark.slow
+def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
+    """The issue's acceptance run: SmolLM2-135M, all four variants, a few steps each (minutes on 2 cores)."""
+    from sectune.evaluate.api import study
+
+    seed = [json.loads(line) for line in (shared_dir / "data" / "seed" / "output_01.jsonl").read_text().splitlines()]
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    for name, rows in (("train", seed[:40]), ("validation", seed[40:44]), ("test", seed[44:52])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({**r, "meta": {}}) + "\n" for r in rows))
+    cfg = load_config(
+        None,
+        [
+            "train.max_steps=3",
+            "train.batch_size=2",
+            "train.stop_check.enabled=false",
+            "eval.max_new_tokens=32",
+            "eval.max_questions=24",
+            "eval.bootstrap_samples=200",
+        ],
+    )
+    report_dir = study(cfg, folder, tmp_path / "study")
+    report = json.loads((report_dir / "report.json").read_text())
+    assert len(report["variants"]) == 4 and all(
+        (report_dir / p).stat().st_size > 5000 for p in ("loss_curves.png", "quality_vs_memory.png")
+    )
