@@ -67,16 +67,17 @@ def prepare(
 
 
 def _apply_length_policy(tok: Any, splits: dict, prep: Any, path: Path) -> tuple[dict[str, list], dict[str, Any]]:
-    from sectune.data.render import fit_to_length, length_stats
+    from sectune.data.render import fit_to_length, length_stats, tokenize_many
 
     kept: dict[str, list] = {}
     lengths: dict[str, list[int]] = {}
     actions: dict[str, int] = {}
     for name, rows in splits.items():
         kept[name], lengths[name] = [], []
-        for row in rows:
+        measured = [len(t.input_ids) for t in tokenize_many(tok, [row.messages for row in rows])]
+        for row, measured_length in zip(rows, measured, strict=True):
             messages, length, action = fit_to_length(
-                tok, row.messages, prep.max_length, prep.length_policy, f"{row.where}", path
+                tok, row.messages, prep.max_length, prep.length_policy, row.where, path, measured_length
             )
             actions[action] = actions.get(action, 0) + 1
             if messages is not None:

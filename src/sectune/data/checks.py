@@ -17,6 +17,7 @@ from sectune.data.render import (
     length_stats,
     prompt_completion,
     tokenize_for_training,
+    tokenize_many,
 )
 from sectune.errors import UserError
 
@@ -322,7 +323,7 @@ def run_checks(
         return DatasetChecks(
             template, empty, EndOfTurnCheck(ok=False, problem=template.problem), BosCheck(ok=True), LengthCheck(ok=True)
         )
-    tokenized = [tokenize_for_training(tokenizer, row["messages"]) for row in rows]
+    tokenized = tokenize_many(tokenizer, [row["messages"] for row in rows])
     return DatasetChecks(
         template=template,
         masks=check_masks(tokenized, allow_untrained=allow_untrained),

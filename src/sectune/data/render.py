@@ -99,24 +99,51 @@ def render_text(tokenizer: Any, messages: list[dict[str, Any]], *, add_generatio
 
 def tokenize_for_training(tokenizer: Any, messages: list[dict[str, Any]]) -> TokenizedRow:
     """Token ids and assistant mask of one row, from the text and the template's generation spans."""
+    return tokenize_many(tokenizer, [messages])[0]
+
+
+def tokenize_many(tokenizer: Any, conversations: list[list[dict[str, Any]]], *, chunk: int = 256) -> list[TokenizedRow]:
+    """``tokenize_for_training`` for many rows: batched tokenizer calls (the fast tokenizer's Rust loop)."""
+    if len(conversations) > chunk:  # bounded memory: offsets of thousands of rows add up
+        return [
+            row
+            for i in range(0, len(conversations), chunk)
+            for row in tokenize_many(tokenizer, conversations[i : i + chunk])
+        ]
     from transformers.utils.chat_template_utils import render_jinja_template
 
+    if not conversations:
+        return []
     template = tokenizer.chat_template
     require_generation_markers(template)
     rendered: Any = render_jinja_template(
-        conversations=[messages],
+        conversations=conversations,
         chat_template=template,
         return_assistant_tokens_mask=True,
         **tokenizer.special_tokens_map,
     )  # (texts, generation spans), one per conversation
-    text: str = rendered[0][0]
-    spans: list[tuple[int, int]] = rendered[1][0]
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [
-        int(any(start < span_end and end > span_start for span_start, span_end in spans))
-        for start, end in encoding["offset_mapping"]
+    texts: list[str] = rendered[0]
+    encodings = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return [
+        TokenizedRow(list(ids), _mask(offsets, spans), text)
+        for ids, offsets, spans, text in zip(
+            encodings["input_ids"], encodings["offset_mapping"], rendered[1], texts, strict=True
+        )
     ]
-    return TokenizedRow(list(encoding["input_ids"]), mask, text)
+
+
+def _mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """1 for every token overlapping a generation span; both lists are in text order, so one pass."""
+    mask = [0] * len(offsets)
+    span = 0
+    for index, (start, end) in enumerate(offsets):
+        while span < len(spans) and start >= spans[span][1]:
+            span += 1
+        if span == len(spans):
+            break
+        if end > spans[span][0]:
+            mask[index] = 1
+    return mask
 
 
 def prompt_completion(tokenizer: Any, messages: list[dict[str, Any]]) -> dict[str, str]:
@@ -166,10 +193,20 @@ def length_stats(lengths: list[int], max_length: int) -> dict[str, Any]:
 
 
 def fit_to_length(
-    tokenizer: Any, messages: list[dict[str, Any]], max_length: int, policy: str, where: str, path: Path | str
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    max_length: int,
+    policy: str,
+    where: str,
+    path: Path | str,
+    length: int | None = None,
 ) -> tuple[list[dict[str, Any]] | None, int, str]:
-    """Apply the length policy to one row: (messages or None when dropped, token length, action)."""
-    length = len(tokenize_for_training(tokenizer, messages).input_ids)
+    """Apply the length policy to one row: (messages or None when dropped, token length, action).
+
+    ``length`` is the row's token length when already known (batched tokenisation).
+    """
+    if length is None:
+        length = len(tokenize_for_training(tokenizer, messages).input_ids)
     if length <= max_length:
         return messages, length, "kept"
     if policy == "drop":

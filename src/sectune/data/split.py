@@ -8,10 +8,12 @@ to one split. Either way the leakage check afterwards must find no near-duplicat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,36 @@ def _shingles(text: str, size: int = 3) -> set[bytes]:
     return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
 
 
-def _minhash(text: str, num_perm: int):
+@functools.lru_cache(maxsize=4)
+def _permutations(num_perm: int):
     from datasketch import MinHash
 
-    signature = MinHash(num_perm=num_perm, seed=1)
+    return MinHash(num_perm=num_perm, seed=1).permutations  # computing them is most of a MinHash's setup cost
+
+
+def _minhash(text: str, num_perm: int):
+    """A MinHash of the text's word 3-grams; crc32 is stable across processes (unlike hash()) and fast."""
+    from datasketch import MinHash
+
+    signature = MinHash(
+        num_perm=num_perm, seed=1, hashfunc=zlib.crc32, permutations=_permutations(num_perm), scheme="affine32"
+    )
     signature.update_batch(list(_shingles(text)))
     return signature
+
+
+class _Signatures:
+    """MinHash per row, computed once for the dedup pass and reused by the leakage check."""
+
+    def __init__(self, num_perm: int) -> None:
+        self.num_perm = num_perm
+        self._by_row: dict[int, Any] = {}
+
+    def __call__(self, row: SourcedRow):
+        key = id(row)
+        if key not in self._by_row:
+            self._by_row[key] = _minhash(_signature_text(row), self.num_perm)
+        return self._by_row[key]
 
 
 @dataclass
@@ -62,7 +88,7 @@ class DedupReport:
     clusters: list[list[int]] = field(default_factory=list)  # indices into the rows given, first = kept
 
 
-def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig) -> DedupReport:
+def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig, signatures: _Signatures | None = None) -> DedupReport:
     """Clusters of exact and near duplicates (union-find over LSH candidate pairs)."""
     from datasketch import MinHashLSH
 
@@ -74,6 +100,7 @@ def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig) -> DedupReport:
             i = parent[i]
         return i
 
+    signatures = signatures or _Signatures(cfg.minhash_perm)
     report = DedupReport()
     exact: dict[str, int] = {}
     lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
@@ -85,7 +112,7 @@ def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig) -> DedupReport:
             report.exact_duplicates += 1
             continue
         exact[digest] = index
-        signature = _minhash(text, cfg.minhash_perm)
+        signature = signatures(row)
         for other in lsh.query(signature):
             parent[root(index)] = root(int(other))
         lsh.insert(str(index), signature)
@@ -101,7 +128,8 @@ def split_rows(
     rows: list[SourcedRow], cfg: PrepConfig, seed: int, path: Path
 ) -> tuple[dict[str, list[SourcedRow]], dict[str, Any]]:
     """De-duplicate (when asked) and split into train/validation/test; the report has the counts."""
-    dedup = find_duplicates(rows, cfg)
+    signatures = _Signatures(cfg.minhash_perm)
+    dedup = find_duplicates(rows, cfg, signatures)
     clusters = [[c[0]] for c in dedup.clusters] if cfg.dedup else dedup.clusters
     strata = _strata(rows, clusters, cfg, path)
     splits: dict[str, list[int]] = {name: [] for name in SPLITS}
@@ -126,7 +154,7 @@ def split_rows(
         if cfg.stratify_by
         else None,
     }
-    leaks = leakage_pairs(result, cfg)
+    leaks = leakage_pairs(result, cfg, signatures)
     report["leakage_pairs"] = len(leaks)
     if leaks:  # cannot happen by construction; refuse rather than write a leaky split
         a, b = leaks[0]
@@ -170,16 +198,19 @@ def _assign(groups: list[list[int]], cfg: PrepConfig) -> dict[str, list[list[int
     return out
 
 
-def leakage_pairs(splits: dict[str, list[SourcedRow]], cfg: PrepConfig) -> list[tuple[str, str]]:
+def leakage_pairs(
+    splits: dict[str, list[SourcedRow]], cfg: PrepConfig, signatures: _Signatures | None = None
+) -> list[tuple[str, str]]:
     """Pairs (validation/test row, train row) that are near duplicates: must be empty."""
     from datasketch import MinHashLSH
 
+    signatures = signatures or _Signatures(cfg.minhash_perm)
     lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
     for index, row in enumerate(splits["train"]):
-        lsh.insert(str(index), _minhash(_signature_text(row), cfg.minhash_perm))
+        lsh.insert(str(index), signatures(row))
     pairs = []
     for name in ("validation", "test"):
         for row in splits[name]:
-            for hit in lsh.query(_minhash(_signature_text(row), cfg.minhash_perm)):
+            for hit in lsh.query(signatures(row)):
                 pairs.append((f"{name} {row.where}", f"train {splits['train'][int(hit)].where}"))
     return pairs
