@@ -77,6 +77,12 @@ def test_inspect_single_jsonl_reports_rows_over_max_length(chat_jsonl, tokenizer
     assert "problem:" in out and "exceed max_length=70" in out
 
 
+def test_colour_falls_back_to_markers_when_not_a_terminal(chat_jsonl, tokenizer_dir, monkeypatch, capsys):
+    code, out = run_cli(monkeypatch, capsys, "inspect", str(chat_jsonl), "--tokenizer", str(tokenizer_dir), "-n", "1")
+    assert code == 0
+    assert "[[" in out and "<|im_end|>]]" in out and "\x1b[" not in out
+
+
 def test_inspect_python_api_returns_figures(chat_jsonl, cfg, family_tokenizer):
     from sectune.api import inspect_dataset
 

@@ -29,6 +29,11 @@ def test_prep_jsonl_for_every_registry_model(key, tmp_path, chat_jsonl, cfg, fam
     assert summary["counts"] == {"train": 20, "validation": 2, "test": 2}
     assert summary["tokens"]["all"]["rows"] == 24
     assert sum(summary["tokens"]["all"]["histogram"]["bins"].values()) == 24
+    checks = summary["checks"]
+    assert (
+        checks["ok"] and checks["end_of_turn"]["turns_ending_trained"] == checks["end_of_turn"]["assistant_turns"] == 20
+    )
+    assert 0 < checks["masks"]["trained_fraction_min"] <= checks["masks"]["trained_fraction_max"] < 1
     pairs = _read(out / "prompt_completion" / "train.jsonl")
     assert len(pairs) == 20
     first = splits["train"][0]["messages"]

@@ -48,6 +48,7 @@ def prepare(
     splits, split_report = split_rows(rows, prep, cfg.seed, path)
     tok = load_prep_tokenizer(model, tokenizer)
     rendered, length_report = _apply_length_policy(tok, splits, prep, path)
+    checks = _train_split_checks(tok, rendered["train"], prep, model)
     summary = {
         "input": str(path),
         "input_fingerprint": fingerprint_files([path]),
@@ -57,6 +58,7 @@ def prepare(
         "validation": vars(validation),
         "dedup": split_report,
         "tokens": length_report,
+        "checks": checks,
         "seconds": round(time.perf_counter() - started, 2),
     }
     with atomic_output_dir(out, overwrite=overwrite) as folder:
@@ -106,6 +108,27 @@ def _apply_length_policy(tok: Any, splits: dict, prep: Any, path: Path) -> tuple
     return kept, report
 
 
+def _train_split_checks(tok: Any, rows: list, prep: Any, model: str | Path) -> dict[str, Any]:
+    """The training-data checks on the train split (as `sectune inspect` runs them), for the summary."""
+    from sectune.data.checks import run_checks
+    from sectune.registry.models import REGISTRY
+
+    spec = REGISTRY.get(str(model))
+    result = run_checks(
+        tok,
+        [row.as_row() for row in rows],
+        max_length=prep.max_length,
+        length_policy=prep.length_policy,
+        family=spec.family if spec else None,
+    ).to_dict()
+    for name in ("masks", "end_of_turn", "bos"):  # row lists can be long: keep counts in the summary
+        for key, value in list(result[name].items()):
+            if isinstance(value, list):
+                result[name][key] = len(value)
+    result["lengths"].pop("stats", None)  # already under "tokens"
+    return result
+
+
 def _write_splits(folder: Path, splits: dict[str, list], tok: Any, export_prompt_completion: bool) -> None:
     from sectune.data.render import prompt_completion
 
@@ -124,7 +147,7 @@ def _write_splits(folder: Path, splits: dict[str, list], tok: Any, export_prompt
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")  # dates in meta → text
 
 
 def inspect_dataset(

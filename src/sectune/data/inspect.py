@@ -102,6 +102,7 @@ def print_report(report: InspectReport, *, color: bool = True, console: Any = No
     from rich.text import Text
 
     console = console or Console(no_color=not color, highlight=False, soft_wrap=True)
+    color = color and console.is_terminal  # piped output gets the plain markers, never invisible colours
     console.print(f"dataset: {report.source} ({len(report.rows)} rows)   model: {report.model}")
     legend = (
         "trained tokens in green, masked tokens dim"
