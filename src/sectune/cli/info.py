@@ -50,13 +50,13 @@ def doctor(
 
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every stage's output.")] = Path("demo-out"),
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Experiment YAML.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML merged over the packaged demo experiment.")
+    ] = None,
     sets: Annotated[list[str] | None, typer.Option("--set", "-s", help="Dotted override.")] = None,
 ) -> None:
     """Run the whole pipeline on the embedded model with small sizes (offline, CPU)."""
-    from sectune.cli.common import load
+    from sectune.demo import demo_config, run_demo
 
-    cfg = load(config, sets)  # bad config fails before any work starts
-    from sectune.demo import run_demo
-
+    cfg = demo_config(config, sets or [])  # bad config fails before any work starts
     run_demo(cfg, out)
