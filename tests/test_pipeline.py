@@ -9,10 +9,11 @@ import pytest
 from sectune.demo import demo_config, run_demo
 from sectune.errors import UserError
 
-WORDS = [
-    *("firewall router password phishing backup cloud encryption policy network server account token").split(),
-    *("storage access audit patch malware incident recovery identity certificate gateway session").split(),
-]
+VOCABULARY = (
+    "firewall router password phishing backup cloud encryption policy network server account token "
+    "storage access audit patch malware incident recovery identity certificate gateway session"
+)
+WORDS = VOCABULARY.split()
 
 
 def qa_responder(body):
