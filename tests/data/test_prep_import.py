@@ -158,3 +158,20 @@ def test_empty_rows_dropped_and_long_messages_truncated_only_when_asked(tmp_path
     rows, report = validate_rows(to_canonical(read_input(path, config), config), config, path)
     assert len(rows) == 2 and report.dropped_empty == 1 and report.truncated_messages == 1
     assert rows[1].messages[1]["content"] == "x" * 20
+
+
+def test_errors_name_the_spreadsheet_row_even_after_blank_rows(tmp_path):
+    from openpyxl import Workbook
+
+    from sectune.data.validate import validate_rows
+    from sectune.errors import UserError
+
+    book = Workbook()
+    for row in (["Question", "Answer"], ["What is a firewall?", "It filters."], [None, None], ["What is a VPN?", None]):
+        book.active.append(row)
+    book.save(tmp_path / "gaps.xlsx")
+    config = PrepConfig()
+    rows = to_canonical(read_input(tmp_path / "gaps.xlsx", config), config)
+    assert [row.where for row in rows] == ["row 2", "row 4"]  # as Excel numbers them
+    with pytest.raises(UserError, match="row 4: empty assistant content"):
+        validate_rows(rows, config, tmp_path / "gaps.xlsx")

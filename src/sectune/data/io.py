@@ -171,16 +171,20 @@ def _pick_sheet(workbook, wanted: str | int | None, path: Path):
 
 
 def _table(path: Path, rows: list[list[Any]], *, first_data_row: int) -> RawInput:
-    """Header row + data rows → records keyed by header; fully blank rows are skipped."""
-    rows = [row for row in rows if any(_cell_text(cell) for cell in row)] if rows else []
-    if not rows:
+    """Header row + data rows → records keyed by header; blank rows are skipped but keep their numbers."""
+    numbered = [(number, row) for number, row in enumerate(rows, start=first_data_row - 1) if _non_blank(row)]
+    if not numbered:
         raise UserError("file has no header row", file=path, fix="the first row must name the columns")
-    header = [_cell_text(cell) for cell in rows[0]]
+    header = [_cell_text(cell) for cell in numbered[0][1]]
     records = []
-    for offset, row in enumerate(rows[1:]):
+    for number, row in numbered[1:]:
         cells = {name: row[i] if i < len(row) else None for i, name in enumerate(header) if name}
-        records.append(RawRecord(cells, f"row {offset + first_data_row}"))
+        records.append(RawRecord(cells, f"row {number}"))
     return RawInput(path, records, table=True, columns=[name for name in header if name])
+
+
+def _non_blank(row: list[Any]) -> bool:
+    return any(_cell_text(cell) for cell in row)
 
 
 def _cell_text(cell: Any) -> str:
