@@ -77,6 +77,25 @@ def test_prep_seed_style_xlsx_through_the_cli(tmp_path, seed_xlsx, monkeypatch, 
     assert (out / "prompt_completion" / "test.jsonl").read_text().count("<|start_header_id|>assistant") == 3
 
 
+def test_prep_for_a_model_folder_uses_its_tokenizer(tmp_path, chat_jsonl, cfg, tiny_model_dir):
+    """A local HF model folder (not in the registry): its own tokenizer and template, loaded offline."""
+    from sectune.data.api import prepare
+
+    out = prepare(cfg(f"model={tiny_model_dir}"), chat_jsonl, tmp_path / "ds")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == str(tiny_model_dir) and summary["checks"]["ok"]
+    assert (out / "chat_template.jinja").read_text() == (tiny_model_dir / "chat_template.jinja").read_text()
+
+
+def test_passed_tokenizer_is_not_modified(tmp_path, chat_jsonl, cfg, family_tokenizer):
+    from sectune.data.api import prepare
+
+    tokenizer = family_tokenizer("gemma")
+    before = tokenizer.chat_template
+    prepare(cfg("model=smollm2-135m"), chat_jsonl, tmp_path / "ds", tokenizer=tokenizer)
+    assert tokenizer.chat_template == before
+
+
 def test_same_seed_same_dataset(tmp_path, chat_jsonl, cfg, family_tokenizer):
     from sectune.data.api import prepare
 

@@ -85,7 +85,9 @@ def load_prep_tokenizer(model: str | Path, tokenizer: str | Path | Any = None):
                 f"cannot load tokenizer ({exc})".splitlines()[0], file=tokenizer, fix="a tokenizer folder"
             ) from None
     else:
-        loaded = tokenizer
+        import copy
+
+        loaded = copy.deepcopy(tokenizer)  # the template is set below: never change the caller's object
     loaded.chat_template = training_template(model, loaded)
     if loaded.pad_token is None:
         loaded.pad_token = loaded.eos_token
