@@ -48,15 +48,17 @@ def test_training_rendering_equals_apply_chat_template(key, row, family_tokenize
 
 @pytest.mark.parametrize("key", sorted(REGISTRY))
 def test_prompt_completion_export_tokenises_to_the_same_ids(key, family_tokenizer):
-    """The seed-style prompt/completion text is the same conversation, not a near copy."""
+    """The seed-style prompt/completion text is the same conversation, token for token, under trl's text path."""
+    from trl.data_utils import _tokenize  # what SFTTrainer calls on text rows (special tokens on)
+
     from sectune.data.render import prompt_completion, tokenize_for_training
 
     tokenizer = family_tokenizer(REGISTRY[key].family)
     for messages in ROWS:
         pair = prompt_completion(tokenizer, messages)
-        ids = tokenizer(pair["prompt"] + pair["completion"], add_special_tokens=False)["input_ids"]
-        assert ids == tokenize_for_training(tokenizer, messages).input_ids
-        prompt_ids = tokenizer(pair["prompt"], add_special_tokens=False)["input_ids"]
+        ids = list(_tokenize(tokenizer, pair["prompt"] + pair["completion"])["input_ids"])
+        assert ids == tokenize_for_training(tokenizer, messages).input_ids  # one BOS, never two
+        prompt_ids = list(_tokenize(tokenizer, pair["prompt"])["input_ids"])
         assert ids[: len(prompt_ids)] == prompt_ids  # the prompt is a token prefix: trl trains the exact context
         answer = messages[-1]["content"]
         assert pair["completion"].startswith(answer.strip())

@@ -22,6 +22,7 @@ class FamilyTokens:
     end_of_turn: str  # the token that closes an assistant turn; the one generation stops on
     unk: str | None = None
     special: list[str] = field(default_factory=list)  # added (control) tokens besides bos/eos/pad/unk
+    adds_bos: bool = False  # the hub tokenizer puts BOS in front when it encodes text (add_bos_token)
 
 
 CHATML = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -42,9 +43,16 @@ FAMILIES: dict[str, FamilyTokens] = {
         pad=None,  # none on the hub: sectune's loader sets pad = eos, the trap the checks look for
         end_of_turn="<|eot_id|>",
         special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        adds_bos=True,
     ),
     "mistral": FamilyTokens(
-        bos="<s>", eos="</s>", pad=None, end_of_turn="</s>", unk="<unk>", special=["<unk>", "<s>", "</s>"]
+        bos="<s>",
+        eos="</s>",
+        pad=None,
+        end_of_turn="</s>",
+        unk="<unk>",
+        special=["<unk>", "<s>", "</s>"],
+        adds_bos=True,
     ),
     "gemma": FamilyTokens(
         bos="<bos>",
@@ -53,6 +61,7 @@ FAMILIES: dict[str, FamilyTokens] = {
         end_of_turn="<end_of_turn>",
         unk="<unk>",
         special=["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"],
+        adds_bos=True,
     ),
     "phi3": FamilyTokens(
         bos="<s>",
@@ -63,7 +72,13 @@ FAMILIES: dict[str, FamilyTokens] = {
         special=["<unk>", "<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"],
     ),
     "zephyr": FamilyTokens(
-        bos="<s>", eos="</s>", pad="</s>", end_of_turn="</s>", unk="<unk>", special=["<unk>", "<s>", "</s>"]
+        bos="<s>",
+        eos="</s>",
+        pad="</s>",
+        end_of_turn="</s>",
+        unk="<unk>",
+        special=["<unk>", "<s>", "</s>"],
+        adds_bos=True,
     ),
 }
 
@@ -98,6 +113,13 @@ def tiny_family_tokenizer(family: str, *, vocab_size: int = 600):
         show_progress=False,
     )
     backend.train_from_iterator([CORPUS] * 4, trainer=trainer)
+    if tokens.adds_bos and tokens.bos:  # like the hub tokenizer: BOS in front of encoded text
+        from tokenizers import processors
+
+        bos_id = backend.token_to_id(tokens.bos)
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{tokens.bos} $A", pair=f"{tokens.bos} $A $B", special_tokens=[(tokens.bos, bos_id)]
+        )
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=tokens.bos,

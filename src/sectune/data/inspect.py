@@ -152,7 +152,10 @@ def summary_lines(checks: DatasetChecks) -> list[str]:
     else:
         bos = f"the template writes no BOS (tokenizer bos {b.bos_token}): none expected"
     if b.text_encoding_adds_bos:
-        bos += "; warning: encoding the rendered TEXT with special tokens doubles BOS (use add_special_tokens=False)"
+        bos += (
+            "; note: the tokenizer adds BOS when encoding text, so the rendered text must be encoded with "
+            "add_special_tokens=False (prep's prompt/completion export leaves that BOS out)"
+        )
     lines.append(f"{mark(b.ok)} {bos}")
     stats = n.stats
     lines.append(

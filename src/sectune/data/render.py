@@ -149,7 +149,11 @@ def _mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[
 
 
 def prompt_completion(tokenizer: Any, messages: list[dict[str, Any]]) -> dict[str, str]:
-    """The seed notebooks' form: everything before the last answer, and the last answer (rendered text)."""
+    """The seed notebooks' form: everything before the last answer, and the last answer (rendered text).
+
+    Encoded as text the way trl encodes text rows (special tokens on), prompt + completion gives the same
+    ids as the messages form: a BOS the tokenizer adds itself is left out of the prompt text.
+    """
     full = render_text(tokenizer, messages)
     prompt = render_text(tokenizer, messages[:-1], add_generation_prompt=True)
     if not full.startswith(prompt):
@@ -158,7 +162,19 @@ def prompt_completion(tokenizer: Any, messages: list[dict[str, Any]]) -> dict[st
             field="chat_template",
             fix="make add_generation_prompt render exactly the assistant header the full conversation has",
         )
-    return {"prompt": prompt, "completion": full[len(prompt) :]}
+    completion = full[len(prompt) :]
+    if tokenizer.bos_token and prompt.startswith(tokenizer.bos_token) and encoding_adds_bos(tokenizer):
+        prompt = prompt[len(tokenizer.bos_token) :]  # the tokenizer adds it when the text is encoded: never twice
+    return {"prompt": prompt, "completion": completion}
+
+
+def encoding_adds_bos(tokenizer: Any) -> bool:
+    """Whether encoding plain text (with special tokens, as trl does for text rows) puts a BOS in front."""
+    bos = tokenizer.bos_token
+    if not bos:
+        return False
+    ids = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bool(ids) and ids[0] == tokenizer.convert_tokens_to_ids(bos)
 
 
 def length_histogram(lengths: list[int], max_length: int, bins: int = 8) -> dict[str, Any]:
