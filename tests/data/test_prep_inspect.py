@@ -120,3 +120,19 @@ def test_inspect_seed_jsonl_with_the_embedded_model(shared_dir, monkeypatch, cap
     assert code == 0, out
     assert "trained in 114/114 assistant turns" in out
     assert "result: all checks passed" in out
+
+
+def test_colour_mode_on_a_terminal_uses_styles_not_markers(chat_jsonl, cfg, family_tokenizer):
+    import io
+
+    from rich.console import Console
+
+    from sectune.api import inspect_dataset
+    from sectune.data.inspect import print_report
+
+    report = inspect_dataset(cfg(), chat_jsonl, tokenizer=family_tokenizer("smollm2"), rows_shown=1)
+    buffer = io.StringIO()
+    print_report(report, color=True, console=Console(file=buffer, force_terminal=True, width=200))
+    out = buffer.getvalue()
+    assert "\x1b[1;32m" in out  # bold green: trained
+    assert "[[" not in out
