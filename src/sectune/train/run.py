@@ -84,9 +84,13 @@ def open_session(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         shutil.rmtree(work)
     if resume and work.exists():
         _check_same_config(work, cfg)
-    work.mkdir(parents=True, exist_ok=True)
-    write_config(work, cfg)
     return Session(cfg, dataset, out, work, cfg.train.model or cfg.model)
+
+
+def start_work_dir(session: Session) -> None:
+    """Create (or reuse, on resume) OUT.partial/ with the resolved config, once the input passed its checks."""
+    session.work.mkdir(parents=True, exist_ok=True)
+    write_config(session.work, session.cfg)
 
 
 def _check_same_config(work: Path, cfg: Any) -> None:
@@ -206,7 +210,7 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
         use_cpu=not has_cuda(),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=gradient_checkpointing,
+        activation_checkpointing=gradient_checkpointing,  # trl defaults it to on; sectune measures first
         logging_steps=train.logging_steps,
         save_strategy="steps",
         save_steps=train.save_steps,
@@ -365,33 +369,35 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
 
     from transformers import set_seed
 
+    from sectune.models.load import load_tokenizer
     from sectune.train.model import build_model, resolve_precision
     from sectune.train.tracking import tracking_env
-
-    set_seed(cfg.seed)
-    from sectune.models.load import load_tokenizer
 
     tokenizer = load_tokenizer(session.model_ref)
     checks = data_checks(session, tokenizer, train_rows)
     precision = resolve_precision(session.train.precision)
     checkpointing, checkpointing_reason = choose_gradient_checkpointing(session, precision)
-    built = build_model(session.model_ref, session.train, precision=precision, gradient_checkpointing=checkpointing)
-    guarded = _guard_if_4bit(built.model)
     args = sft_arguments(
         session, precision=precision, gradient_checkpointing=checkpointing, has_validation=bool(validation_rows)
     )
-    trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows)
+    start_work_dir(session)  # everything above may still refuse the input: nothing written until here
+    set_seed(cfg.seed)
+    built = build_model(session.model_ref, session.train, precision=precision, gradient_checkpointing=checkpointing)
+    guarded = _guard_if_4bit(built.model)
     checkpoint = latest_checkpoint(session.work) if resume else None
     start_tokens = _tokens_in_checkpoint(checkpoint)
-    started = time.perf_counter()
+    # the tracking callbacks read their settings when the trainer is built and log until the final evaluation
     with tracking_env(session.work, session.train.report_to, cfg.name):
+        trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows)
+        started = time.perf_counter()
         trainer.train(resume_from_checkpoint=checkpoint)
-    runtime = time.perf_counter() - started
-    peak_mb, peak_kind = peak_memory_mb()
-    for handle in guarded:
-        handle.remove()
-    save_final(trainer, session, tokenizer)
-    eval_loss, eval_how = in_training_eval_loss(trainer, session, bool(validation_rows))
+        runtime = time.perf_counter() - started
+        peak_mb, peak_kind = peak_memory_mb()
+        for handle in guarded:
+            handle.remove()
+        save_final(trainer, session, tokenizer)
+        eval_loss, eval_how = in_training_eval_loss(trainer, session, bool(validation_rows))
+        _end_tracking_runs(session.train.report_to)
     state, args = trainer.state, trainer.args
     summary = {
         "base_model": session.model_ref,
@@ -429,6 +435,20 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     summary["stop_check"] = stop_check(session, test_rows, validation_rows)
     write_json(session.work / RUN_SUMMARY, summary)
     return publish(session)
+
+
+def _end_tracking_runs(backends: list[str]) -> None:
+    """Close the runs the callbacks opened (they stay open after train() so the final eval can log)."""
+    if "wandb" in backends:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    if "mlflow" in backends:
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
 
 
 def _free_memory() -> None:

@@ -35,7 +35,9 @@ def tracking_vars(run_dir: Path, backends: Sequence[str], experiment: str) -> di
     if "tensorboard" in backends:
         env["TENSORBOARD_LOGGING_DIR"] = str(run_dir / TRACKING_DIRS["tensorboard"])
     if "mlflow" in backends:
-        env["MLFLOW_TRACKING_URI"] = (run_dir / TRACKING_DIRS["mlflow"]).resolve().as_uri()
+        store = (run_dir / TRACKING_DIRS["mlflow"]).resolve()
+        store.mkdir(parents=True, exist_ok=True)
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"  # the file store is deprecated in MLflow 3
         env["MLFLOW_EXPERIMENT_NAME"] = experiment
         env["HF_MLFLOW_LOG_ARTIFACTS"] = "FALSE"
     if "wandb" in backends:
