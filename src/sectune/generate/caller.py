@@ -58,8 +58,13 @@ class Caller:
     def key(self, messages: Messages, params: dict[str, Any]) -> str:
         return cache_key(provider=self.provider.name, model=self.provider.model, messages=messages, params=params)
 
-    async def call(self, messages: Messages, params: dict[str, Any], *, bypass_cache: bool = False) -> CallResult:
-        """Answer ``messages``; ``params`` are the content-shaping settings (temperature, seed, response_format)."""
+    async def call(
+        self, messages: Messages, params: dict[str, Any], *, bypass_cache: bool = False, max_tokens: int | None = None
+    ) -> CallResult:
+        """Answer ``messages``; ``params`` are the content-shaping settings (temperature, seed, response_format).
+
+        ``max_tokens`` lowers the configured limit for this call (a limit: not part of the cache key).
+        """
         key = self.key(messages, params)
         if self.cache is not None and not bypass_cache:
             hit = self.cache.get(key)
@@ -68,14 +73,16 @@ class Caller:
                 return CallResult(hit, cached=True)
         attempts = 0
         try:
-            completion, attempts = await self._with_retries(messages, params)
+            completion, attempts = await self._with_retries(messages, params, max_tokens or self.limits.max_tokens)
         except ProviderError as exc:
             return CallResult(None, cached=False, error=exc, attempts=attempts or self.limits.max_retries + 1)
         if self.cache is not None:
             self.cache.put(key, completion)
         return CallResult(completion, cached=False, attempts=attempts)
 
-    async def _with_retries(self, messages: Messages, params: dict[str, Any]) -> tuple[Completion, int]:
+    async def _with_retries(
+        self, messages: Messages, params: dict[str, Any], max_tokens: int
+    ) -> tuple[Completion, int]:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         retrying = AsyncRetrying(
@@ -86,7 +93,7 @@ class Caller:
         )
         async for attempt in retrying:
             with attempt:
-                completion = await self._send(messages, params)
+                completion = await self._send(messages, params, max_tokens)
         return completion, attempt.retry_state.attempt_number
 
     def _wait(self, retry_state: Any) -> float:
@@ -101,17 +108,17 @@ class Caller:
         )
         return float(backoff(retry_state))
 
-    async def _send(self, messages: Messages, params: dict[str, Any]) -> Completion:
+    async def _send(self, messages: Messages, params: dict[str, Any], max_tokens: int) -> Completion:
         async with self._semaphore:
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
-                estimate = estimate_tokens(messages) + self.limits.max_tokens
+                estimate = estimate_tokens(messages) + max_tokens
                 await self._tpm.acquire(min(estimate, self.limits.tpm or estimate))
             self.sent += 1
             try:
                 return await self.provider.complete(
-                    messages, max_tokens=self.limits.max_tokens, timeout=self.limits.timeout_s, **params
+                    messages, max_tokens=max_tokens, timeout=self.limits.timeout_s, **params
                 )
             except ProviderError as exc:
                 self.errors[exc.kind] += 1

@@ -64,7 +64,9 @@ class GenerateConfig(StrictModel):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT  # the system message of every generated sample
     instructions: str = ""  # extra guidance appended to every generation prompt
     temperature: float = Field(0.9, ge=0, le=2)
-    output: Literal["auto", "json", "text"] = "auto"  # auto: JSON for remote providers, labelled text for local
+    # auto: JSON for remote providers; two_step for local (ask a question, then let the model answer it);
+    # text: one request asking for "Question: … Answer: …" labelled text.
+    output: Literal["auto", "json", "text", "two_step"] = "auto"
     topics: TopicsConfig = TopicsConfig()
     quality: QualityConfig = QualityConfig()
     # --- limits (not in the cache key) ---

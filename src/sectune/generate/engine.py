@@ -27,10 +27,20 @@ from typing import Any
 from sectune.generate.caller import Caller
 from sectune.generate.config import GenerateConfig
 from sectune.generate.quality import Deduplicator, filter_reason
-from sectune.generate.samples import Parsed, parse_sample, response_format, sample_prompt, to_row
+from sectune.generate.samples import (
+    Parsed,
+    extract_question,
+    parse_sample,
+    question_prompt,
+    response_format,
+    sample_prompt,
+    to_row,
+)
 from sectune.generate.store import AppendLog
 from sectune.generate.topics import Topic
 from sectune.llm.prices import cost_usd
+
+QUESTION_MAX_TOKENS = 96  # two-step mode: a question is one line; a longer one is rambling
 
 # Finish reasons that mean "cut off or blocked": never a sample (issue 11).
 BAD_FINISH = {"length": "finish_length", "content_filter": "content_filter"}
@@ -116,7 +126,7 @@ class Engine:
         self.requests_log = requests_log
         self.price = price
         self.on_progress = on_progress
-        self.json_output = cfg.output == "json" or (cfg.output == "auto" and caller.provider.supports_json)
+        self.mode = output_mode(cfg.output, caller.provider.supports_json)
         self.stop_reason: str | None = None
         self._accepted = [0] * len(topics)
         self._finished = [0] * len(topics)  # slots with an outcome (the per-topic request cap counts these)
@@ -201,39 +211,68 @@ class Engine:
         params: dict[str, Any] = {"temperature": self.cfg.temperature}
         if self.caller.provider.name != "local":
             params["seed"] = self.seed + k
-        if self.json_output and self.caller.provider.name == "openai":
+        if self.mode == "json" and self.caller.provider.name == "openai":
             params["response_format"] = response_format()
         return params
 
     async def _run_slot(self, t: int, k: int) -> dict[str, Any]:
         topic = self.topics[t]
-        messages = sample_prompt(topic, k, json_output=self.json_output, instructions=self.cfg.instructions)
-        bypass = self._retry is not None
-        result = await self.caller.call(messages, self._params(k), bypass_cache=bypass)
-        outcome: dict[str, Any] = {"slot": slot_id(t, k), "topic": t, "k": k, "cached": result.cached}
-        if result.error is not None:
-            return {**outcome, "status": "failed", "reason": result.error.kind, "error": str(result.error)[:200]}
-        completion = result.completion
-        assert completion is not None
-        fresh = not result.cached
-        outcome["prompt_tokens"] = completion.prompt_tokens if fresh else 0
-        outcome["completion_tokens"] = completion.completion_tokens if fresh else 0
+        outcome: dict[str, Any] = {"slot": slot_id(t, k), "topic": t, "k": k, "cached": True,
+                                   "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
+        if self.mode == "two_step":
+            parsed, reason = await self._two_step(topic, k, outcome)
+        else:
+            messages = sample_prompt(topic, k, json_output=self.mode == "json", instructions=self.cfg.instructions)
+            text, reason = await self._ask(messages, k, outcome)
+            parsed = parse_sample(text, json_output=self.mode == "json") if reason is None else None
+            if reason is None and parsed is None:
+                reason = "malformed"
         outcome["cost_usd"] = cost_usd(self.price, outcome["prompt_tokens"], outcome["completion_tokens"])
-        reason, parsed = await self._judge_answer(completion.text, completion.finish_reason)
+        if outcome.get("status") == "failed":
+            return outcome
+        if reason is None:
+            assert parsed is not None
+            reason = await self._check(parsed)
         if reason is not None:
             return {**outcome, "status": "rejected", "reason": reason}
         assert parsed is not None
-        meta = self._meta(topic, t, k, parsed)
-        self.samples_log.append(to_row(parsed, self.cfg.system_prompt, meta))
+        self.samples_log.append(to_row(parsed, self.cfg.system_prompt, self._meta(topic, t, k, parsed)))
         return {**outcome, "status": "accepted", "reason": None}
 
-    async def _judge_answer(self, text: str, finish_reason: str) -> tuple[str | None, Parsed | None]:
-        """(rejection reason, None) or (None, the parsed sample, now reserved in the deduplicator)."""
-        if finish_reason != "stop":
-            return BAD_FINISH.get(finish_reason, f"finish_{finish_reason}"), None
-        parsed = parse_sample(text, json_output=self.json_output)
-        if parsed is None:
-            return "malformed", None
+    async def _two_step(self, topic: Topic, k: int, outcome: dict[str, Any]) -> tuple[Parsed | None, str | None]:
+        """Small local models: ask for a question, then let the model answer it as the assistant."""
+        prompt = question_prompt(topic, k, self.cfg.instructions)
+        text, reason = await self._ask(prompt, k, outcome, max_tokens=min(QUESTION_MAX_TOKENS, self.cfg.max_tokens))
+        if reason is not None:
+            return None, reason
+        question = extract_question(text)
+        if question is None:
+            return None, "malformed"
+        system = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
+        answer, reason = await self._ask([*system, {"role": "user", "content": question}], k, outcome)
+        return (Parsed(question, answer.strip()), None) if reason is None else (None, reason)
+
+    async def _ask(
+        self, messages: list[dict[str, str]], k: int, outcome: dict[str, Any], max_tokens: int | None = None
+    ) -> tuple[str, str | None]:
+        """(answer text, None) or ("", rejection reason); a failure marks ``outcome`` failed."""
+        bypass = self._retry is not None
+        result = await self.caller.call(messages, self._params(k), bypass_cache=bypass, max_tokens=max_tokens)
+        if result.error is not None:
+            outcome.update(status="failed", reason=result.error.kind, error=str(result.error)[:200])
+            return "", result.error.kind
+        completion = result.completion
+        assert completion is not None
+        outcome["cached"] = outcome["cached"] and result.cached
+        if not result.cached:
+            outcome["prompt_tokens"] += completion.prompt_tokens
+            outcome["completion_tokens"] += completion.completion_tokens
+        if completion.finish_reason != "stop":  # cut off or blocked: never a sample (issue 11)
+            return "", BAD_FINISH.get(completion.finish_reason, f"finish_{completion.finish_reason}")
+        return completion.text, None
+
+    async def _check(self, parsed: Parsed) -> str | None:
+        """The rejection reason of a parsed sample, or None (and the sample is reserved in the deduplicator)."""
         reason = filter_reason(parsed.question, parsed.answer, self.cfg.quality)
         if reason is None and self.dedup is not None:
             reason = self.dedup.check(parsed.question, parsed.answer)
@@ -241,7 +280,7 @@ class Engine:
             reason = await self._llm_judge(parsed)
         if reason is None and self.dedup is not None:
             reason = self.dedup.check_and_add(parsed.question, parsed.answer)  # again: others finished meanwhile
-        return reason, (parsed if reason is None else None)
+        return reason
 
     async def _llm_judge(self, parsed: Parsed) -> str | None:
         assert self.judge is not None
@@ -304,6 +343,13 @@ class Engine:
             rate_per_s=rate,
             eta_s=remaining / rate if rate > 0 else None,
         )
+
+
+def output_mode(output: str, supports_json: bool) -> str:
+    """ "json" for providers that can write it, "two_step" for small local models, or what the user chose."""
+    if output != "auto":
+        return output
+    return "json" if supports_json else "two_step"
 
 
 def judge_prompt(parsed: Parsed) -> list[dict[str, str]]:

@@ -70,6 +70,28 @@ def sample_prompt(topic: Topic, variation: int, *, json_output: bool, instructio
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
 
+def question_prompt(topic: Topic, variation: int, instructions: str = "") -> list[dict[str, str]]:
+    """Two-step mode, step 1: ask only for a question (step 2 asks the model to answer it)."""
+    angle = ANGLES[variation % len(ANGLES)]
+    user = (
+        f"Topic: {' > '.join(topic.path)}\nVariation: {variation + 1}\n"
+        f"Write {angle} that a user could ask a support assistant about this topic. {instructions}".strip()
+        + "\nReply with the question only, on one line, ending with a question mark."
+    )
+    return [{"role": "system", "content": "You write realistic user questions."}, {"role": "user", "content": user}]
+
+
+def extract_question(text: str) -> str | None:
+    """The first line that asks something, cut after its question mark; None when no line does."""
+    for line in text.splitlines():
+        line = re.sub(r"^\W*(?:question|q|user)\s*\W*:\W*", "", line.strip(), flags=re.IGNORECASE).strip()
+        if "?" in line:
+            question = line[: line.index("?") + 1].strip().strip("\"'*").strip()
+            if len(question.split()) >= 3:
+                return question
+    return None
+
+
 @dataclass(frozen=True)
 class Parsed:
     question: str

@@ -8,6 +8,7 @@ each row is a topic with its own number of samples, tagged with its domain type.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -76,18 +77,24 @@ def _key(topic: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", topic.lower()).split())
 
 
+# Lines that repeat the prompt instead of naming a subtopic (small models do this).
+_ECHO = re.compile(r"^(topic|subtopic|topic path|list|here are)\b.*:|>", re.IGNORECASE)
+
 # --- LLM-built topics ---------------------------------------------------------------------------------------
 Ask = Callable[[list[dict[str, str]]], Awaitable[str | None]]
 
 
 def subtopic_prompt(path: list[str], degree: int, system_prompt: str, *, json_output: bool) -> list[dict[str, str]]:
-    fmt = (
-        f"Reply with only a JSON array of {degree} short strings."
-        if json_output
-        else f"Reply with a numbered list of {degree} short subtopic names, one per line, nothing else."
-    )
+    if not json_output:  # small local models follow a short plain request far better (measured on SmolLM2-135M)
+        within = f" (within {' > '.join(path[:-1])})" if len(path) > 1 else ""
+        user = f"Name {degree} subtopics of {path[-1]}{within}. Answer with a numbered list."
+        return [{"role": "user", "content": user}]
+    fmt = f"Reply with only a JSON array of {degree} short strings."
     user = f"Topic path: {' > '.join(path)}\nList {degree} distinct, specific subtopics of the last topic. {fmt}"
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 def parse_subtopics(text: str | None, degree: int, exclude: set[str] = frozenset()) -> list[str]:
@@ -103,12 +110,15 @@ def parse_subtopics(text: str | None, degree: int, exclude: set[str] = frozenset
         except json.JSONDecodeError:
             items = []
     if not items:
-        items = [re.sub(r"^\s*(?:[-*•]|\d+[.)]|#+)\s*", "", line) for line in text.splitlines()]
+        lines = text.splitlines()
+        listed = [line for line in lines if _LIST_ITEM.match(line)]  # prose around a list is not a topic
+        items = [_LIST_ITEM.sub("", line) for line in (listed or lines)]
     seen = {_key(x) for x in exclude}
     result: list[str] = []
     for item in items:
-        name = item.strip().strip("\"'*").rstrip(".:").strip()
-        if not name or len(name) > 120 or _key(name) in seen:
+        name = re.split(r":\s|\s[-–]\s", item.strip())[0]  # "Name: a description" → "Name"
+        name = name.strip().strip("\"'*").rstrip(".:").strip()
+        if not name or len(name) > 120 or _key(name) in seen or _ECHO.search(item.strip().strip("*")):
             continue
         seen.add(_key(name))
         result.append(name)
@@ -119,9 +129,11 @@ async def build_tree(root: str, degree: int, depth: int, ask: Ask, system_prompt
     """Root-to-leaf paths of a tree: each node gets up to ``degree`` children, ``depth`` levels deep."""
     level = [[root]]
     for _ in range(depth):
+        # One level at a time, its requests concurrently (a batch for the local model).
+        prompts = [subtopic_prompt(path, degree, system_prompt, json_output=json_output) for path in level]
+        answers = await asyncio.gather(*(ask(p) for p in prompts))
         next_level: list[list[str]] = []
-        for path in level:
-            answer = await ask(subtopic_prompt(path, degree, system_prompt, json_output=json_output))
+        for path, answer in zip(level, answers, strict=True):
             children = parse_subtopics(answer, degree, exclude=set(path))
             next_level.extend([*path, child] for child in children) if children else next_level.append(path)
         level = next_level
@@ -133,10 +145,11 @@ async def build_graph(root: str, degree: int, depth: int, ask: Ask, system_promp
     graph = TopicGraph()
     frontier = [graph.add(root, None)]
     for _ in range(depth):
+        paths = [graph.path_to(node) for node in frontier]
+        prompts = [subtopic_prompt(path, degree, system_prompt, json_output=json_output) for path in paths]
+        answers = await asyncio.gather(*(ask(p) for p in prompts))
         next_frontier: list[int] = []
-        for node in frontier:
-            path = graph.path_to(node)
-            answer = await ask(subtopic_prompt(path, degree, system_prompt, json_output=json_output))
+        for node, path, answer in zip(frontier, paths, answers, strict=True):  # merged in order: deterministic
             for child in parse_subtopics(answer, degree, exclude=set(path)):
                 existing = graph.find(child)
                 if existing is None:
