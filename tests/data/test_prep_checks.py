@@ -136,3 +136,17 @@ def test_trl_collator_masks_padding_by_position(smol):
     result = check_collator(DataCollatorForLanguageModeling(pad_token_id=smol.pad_token_id), smol, ROWS, "smollm2")
     assert result.ok, result.problem
     assert result.end_of_turn_trained_after_collation == 3 and result.padding_positions_trained == 0
+    assert result.prompt_positions_trained == 0
+
+
+def test_collator_ignoring_the_assistant_labels_is_caught(family_tokenizer):
+    """With pad != eos the end-of-turn survives, but a collator that relabels every token trains the prompts."""
+    import copy
+
+    from transformers import DataCollatorForLanguageModeling
+
+    gemma = copy.deepcopy(family_tokenizer("gemma"))  # pad <pad>, end of turn <end_of_turn>
+    result = check_collator(DataCollatorForLanguageModeling(gemma, mlm=False), gemma, ROWS, family="gemma")
+    assert result.end_of_turn_trained_after_collation == result.end_of_turn_positions == 3
+    assert not result.ok and result.prompt_positions_trained > 0
+    assert "ignores the assistant-only labels" in result.problem

@@ -81,6 +81,7 @@ class CollatorCheck(CheckResult):
     end_of_turn_positions: int = 0
     end_of_turn_trained_after_collation: int = 0
     padding_positions_trained: int = 0
+    prompt_positions_trained: int = 0  # masked (non-assistant) tokens the collator put back into the loss
 
 
 @dataclass
@@ -280,13 +281,15 @@ def check_collator(
     except (ValueError, TypeError, KeyError):  # collators that take input_ids only
         batch = collator([{"input_ids": e["input_ids"]} for e in examples])
     input_ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
-    positions = trained = padding_trained = 0
+    positions = trained = padding_trained = prompt_trained = 0
     for row, ids, labs in zip(tokenized, input_ids, labels, strict=True):
         start = _offset_of(row.input_ids, ids)
         for pos, (token, flag) in enumerate(zip(row.input_ids, row.assistant_mask, strict=True)):
             if flag and token == eot_id:
                 positions += 1
                 trained += labs[start + pos] == token
+            elif not flag and pos > 0:  # position 0 is never a target once labels are shifted
+                prompt_trained += labs[start + pos] != -100
         outside = [p for p in range(len(ids)) if not start <= p < start + len(row.input_ids)]
         padding_trained += sum(labs[p] != -100 for p in outside)
     problem = None
@@ -298,12 +301,18 @@ def check_collator(
         )
     elif padding_trained:
         problem = f"the collator trains {padding_trained} padding positions (fix: label padding -100)"
+    elif prompt_trained:
+        problem = (
+            f"the collator trains {prompt_trained} prompt tokens: it ignores the assistant-only labels "
+            "(fix: a collator that keeps the given labels, e.g. trl's DataCollatorForLanguageModeling)"
+        )
     return CollatorCheck(
         ok=problem is None,
         problem=problem,
         end_of_turn_positions=positions,
         end_of_turn_trained_after_collation=trained,
         padding_positions_trained=padding_trained,
+        prompt_positions_trained=prompt_trained,
     )
 
 
