@@ -192,3 +192,19 @@ def test_multi_answer_letter_scoring_scores_letter_sets(tiny_tokenizer, forced_l
     letter = result["methods"]["letter"]
     assert letter["predictions"] == ["B"] * 4  # the single favoured letter beats every set containing others
     assert letter["accuracy"]["value"] == pytest.approx(0.25)  # only question s3's answer is exactly {B}
+
+
+def test_one_pass_letter_scores_equal_the_continuation_scores(tiny_model_dir):
+    from sectune.evaluate.metrics import continuation_logprobs
+    from sectune.models.load import load_for_inference
+
+    model, tokenizer = load_for_inference(tiny_model_dir)
+    questions = mcq.load_benchmark("cyber-mini", limit=5).questions
+    fast = mcq.option_scores(model, tokenizer, questions, "letter", multi=False, batch_size=2)
+    for question, scores in zip(questions, fast, strict=True):
+        prompt, prefix = mcq.prompt_and_prefix(tokenizer, question)
+        ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for letter in question.options:
+            cont = tokenizer(prefix + letter, add_special_tokens=False)["input_ids"]
+            (slow,) = continuation_logprobs(model, [(ids + cont, len(ids))], tokenizer.pad_token_id)
+            assert scores[letter] == pytest.approx(sum(slow), abs=1e-4)

@@ -17,6 +17,8 @@ McqScoring = Literal["letter", "option", "generate"]
 Variant = Literal["base", "lora", "qlora", "full"]
 
 ALL_METRICS: list[GenerationMetric] = ["rouge_l", "chrf", "bleu", "embedding", "perplexity", "length"]
+DEFAULT_SCORING: list[McqScoring] = ["letter", "option"]
+ALL_VARIANTS: list[Variant] = ["base", "lora", "qlora", "full"]
 
 
 class JudgeConfig(StrictModel):
@@ -42,10 +44,10 @@ class EvalConfig(StrictModel):
     max_examples: int | None = 50  # held-out test rows to generate for (None: all)
     max_new_tokens: int = 128
     batch_size: int = 8
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 weights where the CPU/GPU supports it
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 on a GPU that supports it, else fp32
     benchmarks: list[str] = Field(default_factory=lambda: ["cyber-mini"])  # packaged name or file path
     max_questions: int | None = None  # per benchmark (None: all)
-    mcq_scoring: list[McqScoring] = Field(default_factory=lambda: ["letter", "option"])
+    mcq_scoring: list[McqScoring] = Field(default_factory=lambda: list(DEFAULT_SCORING))
     rotations: bool = False  # also average scores over cyclic rotations of the options (cancels letter bias)
     bootstrap_samples: int = 1000
     endpoint_model: str | None = None  # model name to ask when the target is an http(s):// endpoint
@@ -57,6 +59,6 @@ class StudyConfig(StrictModel):
     """The comparative study: models × variants, each trained (or reused) then evaluated."""
 
     models: list[str] = Field(default_factory=list)  # empty: the top-level ``model``
-    variants: list[Variant] = Field(default_factory=lambda: ["base", "lora", "qlora", "full"])
+    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS))
     price_per_hour: float = 0.0  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
     reuse: bool = True  # reuse finished runs (summary.json present)

@@ -169,7 +169,8 @@ async def judge_pairwise(
     backward = [judge.verdict(pairwise_messages(q, r, b, c), PairwiseVerdict) for q, r, b, c in rows]  # A=baseline
     results = await asyncio.gather(*forward, *backward)
     first, second = results[: len(rows)], results[len(rows) :]
-    outcomes, failures, decisive, first_wins = [], 0, 0, 0
+    outcomes: list[str | None] = []
+    failures, decisive, first_wins = 0, 0, 0
     for one, two in zip(first, second, strict=True):
         if not isinstance(one, PairwiseVerdict) or not isinstance(two, PairwiseVerdict):
             failures += 1

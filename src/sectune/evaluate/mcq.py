@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from sectune.errors import UserError
-from sectune.evaluate.metrics import continuation_logprobs
+from sectune.evaluate.metrics import continuation_logprobs, next_token_logprobs
 from sectune.evaluate.stats import mean_with_interval
 
 PACKAGED = {
@@ -300,7 +300,12 @@ def option_scores(
 
     ``letter``: log-prob of the letter (or, for multi-answer questions, of the sorted letter string, per token).
     ``option``: mean log-prob per token of the option's text as the answer.
+    Single-token letters take one forward pass per question (the next-token distribution after the prompt).
     """
+    if method == "letter" and not multi:
+        fast = _letter_scores_one_pass(model, tokenizer, questions, batch_size=batch_size)
+        if fast is not None:
+            return fast
     jobs: list[tuple[int, str, tuple[list[int], int]]] = []
     for qi, question in enumerate(questions):
         prompt, prefix = prompt_and_prefix(tokenizer, question, multi=multi)
@@ -316,6 +321,27 @@ def option_scores(
         per_token = continuation_logprobs(model, [seq for _, _, seq in chunk], pad)
         for (qi, key, _), values in zip(chunk, per_token, strict=True):
             scores[qi][key] = float(np.mean(values)) if values else float("-inf")
+    return scores
+
+
+def _letter_scores_one_pass(
+    model: Any, tokenizer: Any, questions: Sequence[Question], *, batch_size: int
+) -> list[dict[str, float]] | None:
+    """Letter scores from one forward per question; None when a letter is not a single token."""
+    prompts, letter_ids = [], []
+    for question in questions:
+        prompt, prefix = prompt_and_prefix(tokenizer, question)
+        prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        ids = {letter: tokenizer(prefix + letter, add_special_tokens=False)["input_ids"] for letter in question.options}
+        if any(len(tokens) != 1 for tokens in ids.values()):
+            return None
+        letter_ids.append({letter: tokens[0] for letter, tokens in ids.items()})
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = []
+    for start in range(0, len(prompts), max(batch_size, 1)):
+        logprobs = next_token_logprobs(model, prompts[start : start + batch_size], pad)
+        for row, ids in zip(logprobs, letter_ids[start : start + batch_size], strict=True):
+            scores.append({letter: float(row[token]) for letter, token in ids.items()})
     return scores
 
 
@@ -407,7 +433,7 @@ def summarise(
     }
 
 
-def baselines(questions: Sequence[Question], *, samples: int, seed: int) -> dict[str, dict[str, float]]:
+def baselines(questions: Sequence[Question], *, samples: int, seed: int) -> dict[str, dict[str, Any]]:
     """Trivial baselines on the same questions: uniform random, most frequent gold letter, longest option.
 
     "Most frequent gold letter" peeks at the answers: it is the best any always-the-same-letter model can do.
@@ -417,12 +443,17 @@ def baselines(questions: Sequence[Question], *, samples: int, seed: int) -> dict
     gold_counts = Counter(letter for q in questions if len(q.answers) == 1 for letter in q.answers)
     frequent = gold_counts.most_common(1)[0][0] if gold_counts else "A"
     always = [int(q.answers == {frequent}) for q in questions]
-    longest = [int(q.answers == {max(q.options, key=lambda k, q=q: len(q.options[k]))}) for q in questions]
+    longest = [int(q.answers == {_longest_option(q)}) for q in questions]
     return {
         "uniform_random": {"value": float(np.mean(chance)) if chance else 0.0, "n": len(questions)},
         "most_frequent_gold_letter": {**mean_with_interval(always, samples=samples, seed=seed), "letter": frequent},
         "longest_option": mean_with_interval(longest, samples=samples, seed=seed),
     }
+
+
+def _longest_option(question: Question) -> str:
+    """The letter of the longest option text (ties: the first)."""
+    return max(question.options, key=lambda letter: len(question.options[letter]))
 
 
 def score_benchmark(

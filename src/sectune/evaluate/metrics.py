@@ -164,6 +164,23 @@ def continuation_logprobs(model: Any, sequences: Sequence[tuple[list[int], int]]
     return result
 
 
+def next_token_logprobs(model: Any, prompts: Sequence[list[int]], pad_id: int) -> Any:
+    """Log-probabilities of the next token after each prompt: a (len(prompts), vocab) tensor."""
+    import torch
+
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+    device = getattr(model, "device", torch.device("cpu"))
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+    last = torch.tensor([len(ids) - 1 for ids in prompts])
+    return torch.log_softmax(logits[torch.arange(len(prompts)), last.to(logits.device)].float(), dim=-1).cpu()
+
+
 def _batch_nll(model: Any, sequences: list[tuple[list[int], int]], pad_id: int) -> tuple[float, int]:
     per_token = continuation_logprobs(model, sequences, pad_id)
     return -sum(sum(values) for values in per_token), sum(len(values) for values in per_token)

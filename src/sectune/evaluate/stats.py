@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def bootstrap_interval(values: Sequence[float], *, samples: int = 1000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray, *, samples: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """95 % percentile bootstrap interval of the mean of ``values`` (seeded: same inputs, same interval)."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
