@@ -211,6 +211,8 @@ class Engine:
         params: dict[str, Any] = {"temperature": self.cfg.temperature}
         if self.caller.provider.name != "local":
             params["seed"] = self.seed + k
+        else:  # no seed per request in a batch: the variation keeps cache keys of equal prompts apart
+            params["variation"] = k
         if self.mode == "json" and self.caller.provider.name == "openai":
             params["response_format"] = response_format()
         return params

@@ -71,23 +71,27 @@ def sample_prompt(topic: Topic, variation: int, *, json_output: bool, instructio
 
 
 def question_prompt(topic: Topic, variation: int, instructions: str = "") -> list[dict[str, str]]:
-    """Two-step mode, step 1: ask only for a question (step 2 asks the model to answer it)."""
+    """Two-step mode, step 1: ask only for a question (step 2 asks the model to answer it).
+
+    Short and plain on purpose: SmolLM2-135M answers this form with a bare question far more often than a
+    longer prompt with labels (measured). The variation number goes into the request parameters instead.
+    """
     angle = ANGLES[variation % len(ANGLES)]
-    user = (
-        f"Topic: {' > '.join(topic.path)}\nVariation: {variation + 1}\n"
-        f"Write {angle} that a user could ask a support assistant about this topic. {instructions}".strip()
-        + "\nReply with the question only, on one line, ending with a question mark."
-    )
-    return [{"role": "system", "content": "You write realistic user questions."}, {"role": "user", "content": user}]
+    where = f" (within {' > '.join(topic.path[:-1])})" if len(topic.path) > 1 else ""
+    user = f"Write {angle} about {topic.name}{where}. {instructions}".strip() + " Reply with the question only."
+    return [{"role": "user", "content": user}]
+
+
+_QUESTION = re.compile(r"([A-Z][^?\n\"*“”]*\?)")
 
 
 def extract_question(text: str) -> str | None:
-    """The first line that asks something, cut after its question mark; None when no line does."""
+    """The first sentence that asks something (labels, quotes and bold stripped); None when there is none."""
     for line in text.splitlines():
-        line = re.sub(r"^\W*(?:question|q|user)\s*\W*:\W*", "", line.strip(), flags=re.IGNORECASE).strip()
-        if "?" in line:
-            question = line[: line.index("?") + 1].strip().strip("\"'*").strip()
-            if len(question.split()) >= 3:
+        line = re.sub(r"^\W*(?:question|q|user)\s*\W*:\W*", "", line.strip(), flags=re.IGNORECASE)
+        for match in _QUESTION.finditer(line):
+            question = match.group(1).strip()
+            if len(question.split()) >= 4:
                 return question
     return None
 

@@ -37,6 +37,7 @@ class LocalProvider:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
         self._load_lock = asyncio.Lock()
+        self._batches = 0
 
     async def complete(self, messages: Messages, **params: Any) -> Completion:
         """Queue the conversation; the batching worker answers it."""
@@ -71,6 +72,7 @@ class LocalProvider:
             for item in batch:
                 groups.setdefault((item.max_tokens, item.temperature), []).append(item)
             for (max_tokens, temperature), items in groups.items():
+                self._batches += 1
                 results = await asyncio.to_thread(self._generate, model, tokenizer, items, max_tokens, temperature)
                 for item, result in zip(items, results, strict=True):
                     if not item.future.done():
@@ -83,6 +85,8 @@ class LocalProvider:
     def _generate(self, model: Any, tokenizer: Any, items: list[_Pending], max_tokens: int, temperature: float):
         from sectune.models.generation import generate_chat
 
+        # A new seed per batch: the same prompts sampled again must not give the same answers.
+
         generations = generate_chat(
             model,
             tokenizer,
@@ -90,7 +94,7 @@ class LocalProvider:
             max_new_tokens=max_tokens,
             batch_size=len(items),
             temperature=temperature,
-            seed=self.seed,
+            seed=self.seed + self._batches,
         )
         return [Completion(g.text.strip(), g.finish_reason, g.prompt_tokens, g.completion_tokens) for g in generations]
 
