@@ -95,7 +95,7 @@ def load_tokenizer(ref: str | Path, *, trust_remote_code: bool = False, template
     return tokenizer
 
 
-def quantization_config(quantization: Quantization, compute_dtype: Any = None):
+def quantization_config(quantization: Quantization, compute_dtype: Any = None, quant_storage: Any = None):
     """bitsandbytes settings: 4-bit NF4 with double quantization, or 8-bit."""
     if quantization is None:
         return None
@@ -108,6 +108,8 @@ def quantization_config(quantization: Quantization, compute_dtype: Any = None):
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+            # FSDP shards float tensors only: FSDP-QLoRA stores the packed 4-bit weights in the compute dtype
+            bnb_4bit_quant_storage=quant_storage or torch.uint8,
         )
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
@@ -121,6 +123,7 @@ def load_model(
     quantization: Quantization = None,
     device_map: Any = None,
     trust_remote_code: bool = False,
+    quant_storage: Any = None,
 ):
     """Load a causal LM from a registry key or folder (safetensors only)."""
     from transformers import AutoModelForCausalLM
@@ -130,7 +133,7 @@ def load_model(
     if dtype is not None:
         kwargs["dtype"] = dtype
     if quantization:
-        kwargs["quantization_config"] = quantization_config(quantization, dtype)
+        kwargs["quantization_config"] = quantization_config(quantization, dtype, quant_storage)
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:

@@ -65,13 +65,26 @@ def load_dtype(method: str, precision: str) -> Any:
     return torch.float32
 
 
+def fsdp_enabled() -> bool:
+    """True under `accelerate launch` with an FSDP config (accelerate sets this variable)."""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def device_map_for(method: str) -> Any:
-    """Quantized models are placed at load time: on this process's GPU (one per DDP rank)."""
-    if method not in QUANTIZATION or not has_cuda():
+    """Quantized models are placed at load time: on this process's GPU (one per DDP rank); FSDP places them."""
+    if method not in QUANTIZATION or not has_cuda() or fsdp_enabled():
         return None
     from accelerate import PartialState
 
     return {"": PartialState().process_index}
+
+
+def torch_float32() -> Any:
+    import torch
+
+    return torch.float32
 
 
 def lora_targets(lora: LoraConfig, resolved: ResolvedModel) -> list[str] | str:
@@ -105,17 +118,22 @@ def build_model(model_ref: str, cfg: TrainConfig, *, precision: str, gradient_ch
 
     resolved = resolve_model(model_ref)
     quantization = QUANTIZATION.get(cfg.method)
+    dtype = load_dtype(cfg.method, precision)
+    fsdp_qlora = cfg.method == "qlora" and fsdp_enabled()
+    if fsdp_qlora and dtype is torch_float32():
+        raise UserError("FSDP-QLoRA needs bf16 or fp16", field="train.precision", fix="set train.precision=bf16")
     model = load_model(
         model_ref,
-        dtype=load_dtype(cfg.method, precision),
+        dtype=dtype,
         quantization=quantization,  # type: ignore[arg-type]
         device_map=device_map_for(cfg.method),
+        quant_storage=dtype if fsdp_qlora else None,  # FSDP shards float storage only
     )
     model.config.use_cache = False  # the KV cache only costs memory while training
     if cfg.method == "full":
         total = sum(p.numel() for p in model.parameters())
         return BuiltModel(model, total, total, None)
-    if quantization:
+    if quantization and not fsdp_qlora:  # its fp32 upcast would break FSDP's uniform dtype
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)

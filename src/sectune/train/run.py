@@ -267,12 +267,15 @@ def log_last_step_callback():
 
 
 def save_final(trainer: Any, session: Session, tokenizer: Any) -> Path:
-    """Write adapter/ (PEFT) or model/ (HF + tokenizer) and the chat template into the run."""
+    """Write adapter/ (PEFT) or model/ (HF + tokenizer) and the chat template into the run.
+
+    ``trainer.save_model`` gathers sharded FSDP/DeepSpeed weights and writes on the main process only.
+    """
     target = session.work / (RUN_MODEL if session.train.method == "full" else RUN_ADAPTER)
-    trainer.model.save_pretrained(str(target), safe_serialization=True)
-    if session.train.method == "full":
-        tokenizer.save_pretrained(str(target))
-    (session.work / RUN_TEMPLATE).write_text(tokenizer.chat_template, encoding="utf-8")
+    trainer.save_model(str(target))
+    if trainer.is_world_process_zero():
+        (target / "training_args.bin").unlink(missing_ok=True)  # a pickle: run folders hold safetensors only
+        (session.work / RUN_TEMPLATE).write_text(tokenizer.chat_template, encoding="utf-8")
     return target
 
 
@@ -398,6 +401,8 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         save_final(trainer, session, tokenizer)
         eval_loss, eval_how = in_training_eval_loss(trainer, session, bool(validation_rows))
         _end_tracking_runs(session.train.report_to)
+    if not trainer.is_world_process_zero():
+        return session.out  # multi-GPU: the main process writes the summary, checks and publishes
     state, args = trainer.state, trainer.args
     summary = {
         "base_model": session.model_ref,
