@@ -103,3 +103,24 @@ def test_mcnemar_and_paired_difference_by_hand():
     assert small["difference"] == 0.0 and small["verdict"] == "within noise" and not small["significant"]
     big = paired_difference([1] * 40, [0] * 40, samples=200, seed=0)
     assert big["verdict"] == "better" and big["ci_low"] == 1.0
+
+
+def test_continuation_logprobs_equal_a_full_unpadded_forward(tiny_model_dir):
+    import torch
+
+    from sectune.models.load import load_for_inference
+
+    model, tokenizer = load_for_inference(tiny_model_dir)
+    texts = [("What is a firewall?", " It filters traffic."), ("Hi", " A VPN encrypts traffic between endpoints.")]
+    sequences = []
+    for prompt, answer in texts:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        sequences.append((p + a, len(p)))
+    batched = metrics.continuation_logprobs(model, sequences, tokenizer.pad_token_id)
+    for (ids, prompt_len), got in zip(sequences, batched, strict=True):
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+        full = torch.log_softmax(logits, dim=-1)
+        expected = [float(full[pos, ids[pos + 1]]) for pos in range(prompt_len - 1, len(ids) - 1)]
+        assert got == pytest.approx(expected, abs=1e-5)

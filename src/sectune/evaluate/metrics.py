@@ -143,24 +143,21 @@ def answer_token_ids(tokenizer: Any, conversation: Messages, answer: str) -> tup
 
 
 def continuation_logprobs(model: Any, sequences: Sequence[tuple[list[int], int]], pad_id: int) -> list[list[float]]:
-    """Per-token log-probabilities of each sequence's continuation (the ids after its prompt length)."""
+    """Per-token log-probabilities of each sequence's continuation (the ids after its prompt length).
+
+    Right padding keeps every row's positions those of an unpadded run; only the positions that predict a
+    continuation token go through the vocabulary projection (a 49k vocabulary makes the rest costly).
+    """
     import torch
 
-    width = max(len(ids) for ids, _ in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, (ids, _) in enumerate(sequences):  # right padding: positions stay those of an unpadded run
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-    device = getattr(model, "device", torch.device("cpu"))
-    with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits.float()
-    logprobs = torch.log_softmax(logits, dim=-1).cpu()
+    needed = sorted({pos for ids, prompt_len in sequences for pos in range(prompt_len - 1, len(ids) - 1)})
+    logprobs = _kept_logprobs(model, [ids for ids, _ in sequences], pad_id, needed)
+    column = {pos: col for col, pos in enumerate(needed)}
     result = []
     for row, (ids, prompt_len) in enumerate(sequences):
-        positions = torch.arange(prompt_len - 1, len(ids) - 1)
+        cols = torch.tensor([column[pos] for pos in range(prompt_len - 1, len(ids) - 1)], dtype=torch.long)
         targets = torch.tensor(ids[prompt_len:], dtype=torch.long)
-        result.append(logprobs[row, positions, targets].tolist())
+        result.append(logprobs[row, cols, targets].tolist())
     return result
 
 
@@ -168,17 +165,34 @@ def next_token_logprobs(model: Any, prompts: Sequence[list[int]], pad_id: int) -
     """Log-probabilities of the next token after each prompt: a (len(prompts), vocab) tensor."""
     import torch
 
-    width = max(len(ids) for ids in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
+    needed = sorted({len(ids) - 1 for ids in prompts})
+    logprobs = _kept_logprobs(model, prompts, pad_id, needed)
+    column = {pos: col for col, pos in enumerate(needed)}
+    cols = torch.tensor([column[len(ids) - 1] for ids in prompts], dtype=torch.long)
+    return logprobs[torch.arange(len(prompts)), cols]
+
+
+def _kept_logprobs(model: Any, id_lists: Sequence[list[int]], pad_id: int, positions: list[int]) -> Any:
+    """Log-softmax at ``positions`` of a right-padded batch: a (batch, len(positions), vocab) CPU tensor."""
+    import torch
+
+    width = max(len(ids) for ids in id_lists)
+    input_ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for row, ids in enumerate(id_lists):
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention[row, : len(ids)] = 1
     device = getattr(model, "device", torch.device("cpu"))
+    keep = torch.tensor(positions, dtype=torch.long)
+    batch = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device)}
     with torch.inference_mode():
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
-    last = torch.tensor([len(ids) - 1 for ids in prompts])
-    return torch.log_softmax(logits[torch.arange(len(prompts)), last.to(logits.device)].float(), dim=-1).cpu()
+        try:
+            logits = model(**batch, logits_to_keep=keep.to(device)).logits
+        except TypeError:  # a model class without logits_to_keep: project every position
+            logits = model(**batch).logits
+        if logits.shape[1] != len(positions):
+            logits = logits[:, keep.to(logits.device)]
+        return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
 def _batch_nll(model: Any, sequences: list[tuple[list[int], int]], pad_id: int) -> tuple[float, int]:
