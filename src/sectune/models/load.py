@@ -41,7 +41,7 @@ def resolve_model(ref: str | Path) -> ResolvedModel:
             from sectune.registry.embedded import ensure_embedded_model
 
             return ResolvedModel(str(ensure_embedded_model()), spec, text)
-        return ResolvedModel(spec.hub_id, spec, text)
+        return ResolvedModel(hub_location(spec.hub_id), spec, text)
     path = Path(text).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -54,6 +54,29 @@ def resolve_model(ref: str | Path) -> ResolvedModel:
     from sectune.errors import unknown_name_error
 
     raise unknown_name_error("model", text, REGISTRY)
+
+
+def hub_location(hub_id: str) -> str:
+    """The local snapshot of a hub model when it is cached, else the hub id (transformers downloads it).
+
+    Offline (HF_HUB_OFFLINE=1) a missing model fails at once with the command that fetches it, instead of
+    transformers retrying the network for a minute.
+    """
+    import os
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(hub_id, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}:
+            raise UserError(
+                "model is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                field=hub_id,
+                fix=f"download it once with `hf download {hub_id}` or pass a local model folder",
+            ) from None
+        return hub_id
 
 
 def spec_for_folder(path: Path) -> ModelSpec | None:
