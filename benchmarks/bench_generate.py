@@ -3,13 +3,15 @@
 The ceiling is in-flight ÷ latency (64 requests in flight, 200 ms each → 320 samples/s): the engine's own
 overhead (parsing, dedup, fsync'd logs, the cache) shows as the gap to it. Target: ratio ≥ 0.9.
 
-    .venv/bin/python benchmarks/bench_generate.py [--samples 1280] [--latency 0.2] [--in-flight 64]
+    .venv/bin/python benchmarks/bench_generate.py [--samples 2560] [--latency 0.2] [--in-flight 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
 import sys
 import tempfile
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.generate.conftest's responder
 
-from tests.generate.conftest import sample_responder
+from tests.generate.conftest import parse_request
 
 from sectune.config import load_config
 from sectune.generate.api import generate
@@ -25,36 +27,72 @@ from sectune.runs import read_json
 from sectune.testing.fake_openai import FakeOpenAI
 
 
+def bench_responder(body: dict) -> str:
+    """Valid, unique samples (hex words never repeat between variations: no near-duplicate rejections)."""
+    import hashlib
+
+    topic, variation = parse_request(body)
+    words = [hashlib.sha256(f"{topic}|{variation}|{i}".encode()).hexdigest()[:8] for i in range(40)]
+    return json.dumps({"question": f"How do I handle {' '.join(words[:8])}?", "answer": " ".join(words[8:])})
+
+
+def serve(latency: float, ports: mp.Queue, stop: mp.Event) -> None:
+    """The fake server in its own process, so its threads do not share the engine's GIL (like a real server)."""
+    with FakeOpenAI(responder=bench_responder, latency=latency) as fake:
+        ports.put(fake.base_url)
+        stop.wait()
+
+
+def warm_up() -> None:
+    """Import what a run imports (openai, datasketch: seconds on a busy 2-core machine) before timing."""
+    import datasketch.lsh  # noqa: F401
+    import openai  # noqa: F401
+
+    from sectune.generate.engine import Engine  # noqa: F401
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=1280)
+    parser.add_argument("--samples", type=int, default=2560)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--in-flight", type=int, default=64)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(responder=sample_responder, latency=args.latency) as fake:
+    warm_up()
+    ports: mp.Queue = mp.Queue()
+    stop = mp.Event()
+    server = mp.Process(target=serve, args=(args.latency, ports, stop), daemon=True)
+    server.start()
+    base_url = ports.get(timeout=60)
+    with tempfile.TemporaryDirectory() as tmp:
         topics = Path(tmp) / "topics.jsonl"
         topics.write_text("".join(json.dumps({"path": ["Security", f"Area {i}"]}) + "\n" for i in range(16)))
         sets = {
             "provider": "openai",
             "model": "fake-model",
-            "base_url": fake.base_url,
+            "base_url": base_url,
             "num_samples": args.samples,
             "max_in_flight": args.in_flight,
             "topics": {"file": str(topics)},
             "formats": ["jsonl"],
         }
         cfg = load_config(None, [f"generate.{k}={json.dumps(v)}" for k, v in sets.items()])
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         run = generate(cfg, Path(tmp) / "run")
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         summary = read_json(run / "summary.json")
+    stop.set()
+    server.join(timeout=10)
 
     rate = summary["accepted"] / elapsed
     ceiling = args.in_flight / args.latency
     print(f"samples: {summary['accepted']}/{summary['requested']}  requests: {summary['http_requests_this_session']}")
     print(f"elapsed: {elapsed:.2f} s  rate: {rate:.1f} samples/s  ceiling: {ceiling:.1f} samples/s")
     print(f"ratio to ceiling: {rate / ceiling:.3f}  (target >= 0.9)")
+    # The engine is one Python process: on a busy machine its CPU share, not the design, caps the rate.
+    per_sample_ms = 1000 * cpu / max(1, summary["accepted"])
+    print(f"engine CPU: {per_sample_ms:.2f} ms per sample -> one free core sustains ~{1000 / per_sample_ms:.0f}/s")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ def test_deduplicator_catches_exact_and_near_duplicates_but_not_different_sample
     answer = "Enable multi-factor authentication, rotate the keys every ninety days and audit the access logs weekly."
     assert dedup.check_and_add("How do I secure my cloud account?", answer) is None
     assert dedup.check_and_add("how do I secure my cloud account", "Something else entirely.") == "duplicate"
-    near = answer.replace("weekly", "monthly")
-    assert dedup.check_and_add("How can I secure my cloud account?", near) == "near_duplicate"
+    near = answer.replace("weekly", "every week")  # 5-gram Jaccard with the first sample: 0.85
+    assert dedup.check_and_add("How do I secure my cloud account today?", near) == "near_duplicate"
     assert dedup.check_and_add("What is a phishing email?", "A message that tricks you into giving secrets.") is None
     assert len(dedup) == 2
 
