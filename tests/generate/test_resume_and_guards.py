@@ -143,9 +143,15 @@ def test_budget_cap_stops_cleanly_and_resume_finishes(tmp_path):
     assert max(sample_requests(fake).values()) == 1
 
 
-def test_budget_with_unknown_price_is_refused(tmp_path):
-    with FakeOpenAI(responder=sample_responder) as fake, pytest.raises(UserError, match="prices"):
-        generate(make_config(fake.base_url, budget_usd=1.0, topics={"depth": 0}), tmp_path / "run")
+def test_bad_input_is_refused_before_anything_is_written(tmp_path):
+    with FakeOpenAI(responder=sample_responder) as fake:
+        with pytest.raises(UserError, match="prices"):
+            generate(make_config(fake.base_url, budget_usd=1.0, topics={"depth": 0}), tmp_path / "run")
+        with pytest.raises(UserError, match="topics file not found"):
+            generate(make_config(fake.base_url, topics={"file": str(tmp_path / "nope.xlsx")}), tmp_path / "run")
+        with pytest.raises(UserError, match="existing dataset not found"):
+            generate(make_config(fake.base_url, quality={"against": [str(tmp_path / "old.jsonl")]}), tmp_path / "run")
+    assert not (tmp_path / "run").exists() and not fake.requests
 
 
 def length_for_some(body):

@@ -262,3 +262,33 @@ def test_cli_refuses_an_existing_run_with_exit_code_2(tmp_path):
         check=False,
     )
     assert out.returncode == 2 and "--resume" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_rate_limit_holds_requests_back_and_retry_after_is_obeyed():
+    from types import SimpleNamespace
+
+    from sectune.generate.caller import Caller, Limits
+
+    async def two_calls(base_url):
+        provider = get_provider("openai", model="m", base_url=base_url)
+        caller = Caller(provider, Limits(rpm=1, max_retries=0))
+        try:
+            first = await caller.call([{"role": "user", "content": "a"}], {})
+            with pytest.raises(TimeoutError):  # the second request of the minute waits for the limiter
+                await asyncio.wait_for(caller.call([{"role": "user", "content": "b"}], {}), 0.5)
+            return first, caller.sent
+        finally:
+            await provider.aclose()
+
+    with FakeOpenAI() as fake:
+        first, sent = asyncio.run(two_calls(fake.base_url))
+    assert first.completion.text == "echo: a" and sent == 1 and len(fake.requests) == 1
+
+    caller = Caller(SimpleNamespace(name="x", model="m"), Limits(backoff_initial_s=0.5, backoff_max_s=2.0))
+
+    def state(exc, attempt=1):
+        return SimpleNamespace(outcome=SimpleNamespace(exception=lambda: exc), attempt_number=attempt)
+
+    assert caller._wait(state(ProviderError("rate_limit", "slow down", retry_after=7))) == 7
+    waits = [caller._wait(state(ProviderError("server_error", "boom"), attempt)) for attempt in range(1, 8)]
+    assert all(0 < w <= 2.0 for w in waits) and waits[0] < 1.5

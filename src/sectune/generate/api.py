@@ -144,10 +144,15 @@ def generate(
     """
     out = Path(out)
     _check_folder(cfg, out, resume=resume, retry_failed=retry_failed)
+    prov = provider or make_provider(cfg)
+    try:
+        _preflight(cfg, out, prov, topics_file)  # bad input fails here, before anything is written
+    except UserError:
+        run_sync(prov.aclose())
+        raise
     out.mkdir(parents=True, exist_ok=True)
     (out / INCOMPLETE_MARKER).write_text("generation has not finished: continue with `sectune generate --resume`\n")
     _write_config(out, cfg)
-    prov = provider or make_provider(cfg)
     summary = run_sync(_generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start))
     if summary["status"] not in ("stopped_budget", "stopped_auth"):
         (out / INCOMPLETE_MARKER).unlink(missing_ok=True)
@@ -158,6 +163,25 @@ def generate(
             fix="set a valid key in the environment or .env, then rerun with --resume",
         )
     return out
+
+
+def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: str | Path | None) -> None:
+    """Check the inputs a run needs (price for a budget, topics file, datasets to dedup against)."""
+    from sectune.generate.quality import load_existing
+    from sectune.generate.topics import load_topics
+    from sectune.llm.prices import price_for
+
+    gen = cfg.generate
+    if gen.budget_usd is not None and price_for(prov.name, prov.model, gen.prices) is None:
+        raise UserError(
+            f"no price known for model '{prov.model}', so the budget cannot be enforced",
+            field="generate.budget_usd",
+            fix=f"add generate.prices.{prov.model}=[input, output] (USD/Mtok)",
+        )
+    source = topics_file or gen.topics.file
+    if source and not (out / TOPICS_FILE).is_file():
+        load_topics(source)
+    load_existing(gen.quality.against)
 
 
 def _check_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_failed: bool) -> None:
@@ -211,12 +235,6 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
         topic_list = await _run_topics(cfg, out, prov, cache, topics_file)
         targets = spread_samples(topic_list, gen.num_samples)
         price = price_for(prov.name, prov.model, gen.prices)
-        if gen.budget_usd is not None and price is None:
-            raise UserError(
-                f"no price known for model '{prov.model}', so the budget cannot be enforced",
-                field="generate.budget_usd",
-                fix=f"add generate.prices.{prov.model}=[input, output] (USD/Mtok)",
-            )
         state = _load_state(out)
         plan = _plan(cfg, prov, topic_list, targets, state, price)
         if on_start is not None:
