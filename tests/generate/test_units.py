@@ -292,3 +292,25 @@ def test_rate_limit_holds_requests_back_and_retry_after_is_obeyed():
     assert caller._wait(state(ProviderError("rate_limit", "slow down", retry_after=7))) == 7
     waits = [caller._wait(state(ProviderError("server_error", "boom"), attempt)) for attempt in range(1, 8)]
     assert all(0 < w <= 2.0 for w in waits) and waits[0] < 1.5
+
+
+def test_cli_topics_and_generate_with_progress(tmp_path):
+    from typer.testing import CliRunner
+
+    from sectune.cli.main import app
+
+    with FakeOpenAI(responder=sample_responder) as fake:
+        sets = ["generate.provider=openai", "generate.model=fake-model", f"generate.base_url={fake.base_url}"]
+        args = [arg for item in sets for arg in ("--set", item)]
+        topics_out = tmp_path / "topics.jsonl"
+        result = CliRunner().invoke(
+            app, ["topics", *args, "--set", "generate.topics.depth=1", "--out", str(topics_out)]
+        )
+        assert result.exit_code == 0, result.output
+        assert len(topics_out.read_text().splitlines()) == 3
+        run = tmp_path / "run"
+        cmd = ["generate", *args, "--set", "generate.num_samples=4", "--topics", str(topics_out), "--out", str(run)]
+        result = CliRunner().invoke(app, cmd)
+    assert result.exit_code == 0, result.output
+    assert "complete: 4/4 samples" in result.output and "3 topics" in result.output
+    assert read_json(run / "summary.json")["files"] == {"csv": "samples.csv", "jsonl": "samples.jsonl"}
