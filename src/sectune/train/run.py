@@ -174,6 +174,11 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
 
     train = session.train
     evaluate_in_training = has_validation and train.method != "qlora"  # 4-bit guard: no eval forward
+    if has_validation and train.method == "qlora" and train.early_stopping_patience is not None:
+        log.warning(
+            "qlora: no evaluation during training (see guard.py), so no early stopping; eval_loss is "
+            "computed after training on a separately loaded model"
+        )
     eval_steps = train.eval_steps or train.save_steps
     early_stopping = evaluate_in_training and train.early_stopping_patience is not None
     if early_stopping and train.save_steps % eval_steps:
@@ -314,7 +319,7 @@ def separate_instance_loss(session: Session, args: Any, rows: list, tokenizer: A
     return float(evaluator.evaluate()["eval_loss"])
 
 
-def stop_check(session: Session, test_rows: list, validation_rows: list) -> dict[str, Any]:
+def stop_check(session: Session, test_rows: list, validation_rows: list, precision: str) -> dict[str, Any]:
     """Does the trained model end its answers on its own? Generates on a few held-out prompts (issue 11)."""
     check = session.train.stop_check
     if not check.enabled:
@@ -322,10 +327,17 @@ def stop_check(session: Session, test_rows: list, validation_rows: list) -> dict
     prompts = held_out_prompts(test_rows, validation_rows, check.prompts)
     if not prompts:
         return {"status": "skipped: no held-out prompts (no test or validation split)"}
+    import torch
+
     from sectune.models.generation import generate_chat
     from sectune.models.load import load_for_inference
+    from sectune.train.model import has_cuda
 
-    model, tokenizer = load_for_inference(session.work)  # a separate instance, never the training one
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if has_cuda() else None
+    # a separate instance, never the training one; 16-bit weights on GPU
+    model, tokenizer = load_for_inference(session.work, dtype=half)
+    if has_cuda():
+        model.to("cuda")
     results = generate_chat(model, tokenizer, prompts, max_new_tokens=check.max_new_tokens, batch_size=len(prompts))
     stopped = sum(r.finish_reason == "stop" for r in results)
     rate = stopped / len(results)
@@ -437,7 +449,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         eval_how = "separately loaded 4-bit model (the training instance is never evaluated)"
     summary.update(eval_loss=eval_loss, eval_loss_from=eval_how)
     write_run_metadata(session.work, cfg, summary)  # load_for_inference needs summary.json
-    summary["stop_check"] = stop_check(session, test_rows, validation_rows)
+    summary["stop_check"] = stop_check(session, test_rows, validation_rows, precision)
     write_json(session.work / RUN_SUMMARY, summary)
     return publish(session)
 
