@@ -150,3 +150,31 @@ def test_cli_eval_writes_a_summary_and_bad_benchmark_exits_2(tiny_model_dir, tmp
     )
     assert bad.returncode == 2 and "missing.json" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_judge_runs_inside_eval_absolute_and_pairwise(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("SECTUNE_CACHE_DIR", str(tmp_path / "cache"))
+
+    def responder(body):
+        if body["model"] == "judge":
+            text = body["messages"][-1]["content"]
+            return '{"winner": "tie"}' if "ANSWER A:" in text else '{"score": 4, "reason": "ok"}'
+        return "A firewall filters network traffic."
+
+    with FakeOpenAI(responder=responder) as fake:
+        sets = [
+            *FAST,
+            "eval.endpoint_model=served",
+            "eval.judge.enabled=true",
+            "eval.judge.pairwise=true",
+            f"eval.judge.base_url={fake.base_url}",
+            "eval.judge.model=judge",
+        ]
+        out = evaluate(load_config(None, sets), [fake.base_url, fake.base_url], tmp_path / "e", dataset=tiny_dataset)
+    summary = json.loads((out / "summary.json").read_text())
+    first, second = summary["order"]
+    assert summary["targets"][first]["judge_absolute"]["mean_score"] == 4.0
+    assert summary["targets"][first]["judge_absolute"]["parsed"] == 4
+    pairwise = summary["targets"][second][f"judge_pairwise_vs_{first}"]
+    assert pairwise["ties"] == 4 and pairwise["agreement"] == 1.0 and pairwise["parse_failures"] == 0

@@ -6,7 +6,7 @@ import json
 import re
 
 from sectune.config import load_config
-from sectune.evaluate.report import build_report, fmt, fmt_interval, write_report
+from sectune.evaluate.report import PAIRWISE_FIELDS, build_report, fmt, fmt_interval, write_report
 
 
 def _cell(variant, correct, *, rouge, memory=None, steps=()):
@@ -33,13 +33,27 @@ def _cell(variant, correct, *, rouge, memory=None, steps=()):
         "uniform_random": {"value": 0.25, "n": len(correct)},
         "longest_option": {"value": 0.4, "ci_low": 0.2, "ci_high": 0.6, "n": len(correct)},
     }
+    pairwise = None
+    if variant != "base":
+        pairwise = {
+            "candidate_wins": 3,
+            "baseline_wins": 1,
+            "ties": 0,
+            "inconsistent": 1,
+            "agreement": 0.8,
+            "first_position_rate": 0.625,
+            "parse_failures": 2,
+            "outcomes": ["candidate"] * 5,
+        }
     return {
         "model": "tiny",
         "variant": variant,
         "label": f"tiny/{variant}",
         "train": train,
+        "judge_pairwise": pairwise,
         "eval": {
             "generation": {"rouge_l": {"value": rouge, "ci_low": rouge / 2, "ci_high": rouge * 1.5}},
+            "judge_absolute": {"mean_score": 3.25, "parse_failures": 1},
             "mcq": {"bench": {"methods": methods, "baselines": baselines}},
         },
     }
@@ -105,6 +119,12 @@ def test_markdown_and_html_numbers_equal_report_json(tmp_path):
     assert mcq["tiny/full"][1] == fmt_interval(
         next(v for v in report["variants"] if v["variant"] == "full")["mcq"]["bench"]["option"]
     )
+
+    judged = {row[0]: row for row in _md_rows(markdown, "LLM judge: each variant vs its base model (both orders)")}
+    assert set(judged) == {"tiny/lora", "tiny/full"}
+    lora_judge = next(v for v in report["variants"] if v["variant"] == "lora")["judge_pairwise"]
+    assert judged["tiny/lora"][1:] == [fmt(lora_judge[k]) for k in PAIRWISE_FIELDS] and "outcomes" not in lora_judge
+    assert quality["tiny/base"][-1] == "3.25"  # the judge's mean 1–5 score
 
     comparisons = _md_rows(markdown, "Paired differences on the same questions")
     by_variant = {row[2]: row for row in comparisons}

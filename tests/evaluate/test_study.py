@@ -38,12 +38,22 @@ def _without_timings(report):
     return report
 
 
-def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir, study_dataset, tmp_path):
-    from sectune.evaluate.api import study
+def _judge(body):
+    """The fake judge: a score of 3 for absolute prompts, a tie for pairwise ones."""
+    return '{"winner": "tie"}' if "ANSWER A:" in body["messages"][-1]["content"] else '{"score": 3}'
 
-    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY])
+
+def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir, study_dataset, tmp_path, monkeypatch):
+    from sectune.evaluate.api import study
+    from sectune.testing.fake_openai import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("SECTUNE_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "study"
-    report_dir = study(cfg, study_dataset, out)
+    with FakeOpenAI(responder=_judge) as fake:
+        judge = ["eval.judge.enabled=true", "eval.judge.pairwise=true", f"eval.judge.base_url={fake.base_url}"]
+        cfg = load_config(None, [f"model={tiny_model_dir}", *TINY, *judge])
+        report_dir = study(cfg, study_dataset, out)
     report = json.loads((report_dir / "report.json").read_text())
     assert [v["variant"] for v in report["variants"]] == ["base", "lora", "qlora", "full"]
     for variant in report["variants"][1:]:
@@ -53,6 +63,8 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
     full = report["variants"][3]["training"]
     assert full["trainable_params"] == full["total_params"] > report["variants"][1]["training"]["trainable_params"]
     assert {c["variant"] for c in report["comparisons"]} == {"lora", "qlora", "full"}
+    assert all(v["quality"]["judge_score"]["value"] == 3.0 for v in report["variants"])
+    assert [v["judge_pairwise"]["ties"] for v in report["variants"][1:]] == [4, 4, 4]
     markdown = (report_dir / "report.md").read_text()
     for variant in report["variants"]:
         assert variant["label"] in markdown
@@ -65,7 +77,15 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/summary.json")}
     assert len(stamps) == 3
     shutil.rmtree(out / "evals")
-    again = json.loads((study(cfg, study_dataset, out) / "report.json").read_text())
+    with FakeOpenAI(responder=_judge) as fake:  # a new port; judge answers come from the cache anyway
+        cfg = cfg.model_copy(
+            update={
+                "eval": cfg.eval.model_copy(
+                    update={"judge": cfg.eval.judge.model_copy(update={"base_url": fake.base_url})}
+                )
+            }
+        )
+        again = json.loads((study(cfg, study_dataset, out) / "report.json").read_text())
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert _without_timings(again) == _without_timings(report)
 

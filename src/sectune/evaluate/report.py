@@ -26,6 +26,16 @@ TRAIN_FIELDS = [
 ]
 SIGNIFICANT = 6
 QUALITY_FIELDS = ["rouge_l", "chrf", "bleu", "embedding", "perplexity"]
+QUALITY_ORDER = [*QUALITY_FIELDS, "mean_words", "judge_score"]
+PAIRWISE_FIELDS = [
+    "candidate_wins",
+    "baseline_wins",
+    "ties",
+    "inconsistent",
+    "agreement",
+    "first_position_rate",
+    "parse_failures",
+]
 
 
 def fmt(value: Any) -> str:
@@ -96,6 +106,9 @@ def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
     quality = {name: _value_entry(generation.get(name)) for name in QUALITY_FIELDS if name in generation}
     if "length" in generation:
         quality["mean_words"] = {"value": generation["length"].get("mean_words")}
+    absolute = cell["eval"].get("judge_absolute")
+    if absolute:
+        quality["judge_score"] = {"value": absolute.get("mean_score")}
     mcq = {
         bench: {method: data["accuracy"] for method, data in result["methods"].items()}
         for bench, result in (cell["eval"].get("mcq") or {}).items()
@@ -113,7 +126,14 @@ def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
         "mcq": mcq,
         "pick_rates": pick_rates,
         "log_history": train.get("log_history") or [],
+        "judge_pairwise": _pairwise_entry(cell.get("judge_pairwise")),
     }
+
+
+def _pairwise_entry(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not result:
+        return None
+    return {key: value for key, value in result.items() if key != "outcomes"}
 
 
 def _value_entry(entry: Any) -> dict[str, Any] | None:
@@ -222,7 +242,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
     tables.append(("Training", train_header, train_rows))
     quality_names = sorted(
         {name for v in report["variants"] for name in v["quality"]},
-        key=lambda n: [*QUALITY_FIELDS, "mean_words"].index(n),
+        key=QUALITY_ORDER.index,
     )
     if quality_names:
         rows = [[v["label"], *[fmt_interval(v["quality"].get(n)) for n in quality_names]] for v in report["variants"]]
@@ -234,6 +254,10 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         ]
         rows += [[f"baseline: {name}", *[fmt_interval(entry)] * len(methods)] for name, entry in baselines.items()]
         tables.append((f"MCQ accuracy: {bench}", ["variant", *methods], rows))
+    judged = [v for v in report["variants"] if v.get("judge_pairwise")]
+    if judged:
+        rows = [[v["label"], *[fmt(v["judge_pairwise"].get(k)) for k in PAIRWISE_FIELDS]] for v in judged]
+        tables.append(("LLM judge: each variant vs its base model (both orders)", ["variant", *PAIRWISE_FIELDS], rows))
     if report["comparisons"]:
         header = ["benchmark", "method", "variant", "vs", "difference [95 % CI]", "McNemar p", "verdict"]
         rows = [

@@ -4,6 +4,7 @@ compared on the same questions, and written up as a report folder.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ def run_study(cfg: Any, dataset: Path, out: Path, *, overwrite_report: bool = Tr
     for model in models:
         for variant in cfg.study.variants:
             cells.append(_run_cell(cfg, model, variant, dataset, out))
+    if cfg.eval.judge.enabled and cfg.eval.judge.pairwise:
+        judge_against_base(cfg, cells)
     report = build_report(cfg, cells, dataset=dataset)
     report_dir = write_report(report, out / "report", overwrite=overwrite_report)
     write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c['model']}/{c['variant']}" for c in cells]})
@@ -81,4 +84,47 @@ def _run_cell(cfg: Any, model: str, variant: str, dataset: Path, out: Path) -> d
         target = run_dir
     result = evaluate_variant(cfg_v, target, dataset, out / "evals" / name, reuse=cfg.study.reuse)
     label = f"{slug(model)}/{variant}"
-    return {"model": model, "variant": variant, "label": label, "train": train_summary, "eval": result}
+    return {
+        "model": model,
+        "variant": variant,
+        "label": label,
+        "train": train_summary,
+        "eval": result,
+        "eval_dir": out / "evals" / name,
+    }
+
+
+def _predictions(cell: dict[str, Any]) -> list[dict[str, Any]]:
+    files = sorted((cell["eval_dir"] / "predictions").glob("*.jsonl"))
+    if not files:
+        return []
+    return [json.loads(line) for line in files[0].read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def judge_against_base(cfg: Any, cells: list[dict[str, Any]]) -> None:
+    """Pairwise LLM judging of each trained variant against its base model's answers (both orders)."""
+    import asyncio
+
+    from sectune.evaluate.judge import build_judge, judge_pairwise
+
+    bases = {c["model"]: c for c in cells if c["variant"] == "base"}
+
+    async def run() -> None:
+        judge = build_judge(cfg.eval.judge)
+        try:
+            for cell in cells:
+                base = bases.get(cell["model"])
+                if cell["variant"] == "base" or base is None:
+                    continue
+                base_rows, rows = _predictions(base), _predictions(cell)
+                if not rows or len(rows) != len(base_rows):
+                    continue
+                questions = [r["messages"][-1]["content"] for r in rows]
+                references = [r["reference"] for r in rows]
+                cell["judge_pairwise"] = await judge_pairwise(
+                    judge, questions, references, [r["prediction"] for r in base_rows], [r["prediction"] for r in rows]
+                )
+        finally:
+            await judge.provider.aclose()
+
+    asyncio.run(run())
