@@ -198,13 +198,15 @@ class Engine:
                     condition.notify_all()
                     return
                 self._in_flight[slot[0]] += 1
+            outcome: dict[str, Any] | None = None
             try:
                 outcome = await self._run_slot(*slot)
             finally:
-                async with condition:
+                async with condition:  # record and release together: the scheduler never sees a gap
+                    if outcome is not None:
+                        self._record(slot[0], outcome)
                     self._in_flight[slot[0]] -= 1
                     condition.notify_all()
-            self._record(slot[0], outcome)
 
     # --- one slot ------------------------------------------------------------------------------------------
     def _params(self, k: int) -> dict[str, Any]:
