@@ -116,3 +116,26 @@ def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
     assert len(report["variants"]) == 4 and all(
         (report_dir / p).stat().st_size > 5000 for p in ("loss_curves.png", "quality_vs_memory.png")
     )
+
+
+def test_cli_study_with_the_base_variant_only(tiny_model_dir, study_dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from sectune.cli.main import app
+
+    out = tmp_path / "study-cli"
+    sets = [arg for s in [f"model={tiny_model_dir}", *TINY, "study.variants=[base]"] for arg in ("--set", s)]
+    result = CliRunner().invoke(app, ["study", str(study_dataset), "--out", str(out), *sets])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert [v["variant"] for v in report["variants"]] == ["base"] and report["comparisons"] == []
+    assert not (out / "runs").exists()  # nothing was trained
+    assert (out / "report" / "loss_curves.png").stat().st_size > 0  # an explicit "nothing to plot" figure
+
+
+def test_study_refuses_a_folder_without_test_split(tmp_path):
+    from sectune.errors import UserError
+    from sectune.evaluate.api import study
+
+    with pytest.raises(UserError, match=r"test\.jsonl"):
+        study(load_config(), tmp_path, tmp_path / "out")
