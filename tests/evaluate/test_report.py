@@ -120,6 +120,9 @@ def test_markdown_and_html_numbers_equal_report_json(tmp_path):
         next(v for v in report["variants"] if v["variant"] == "full")["mcq"]["bench"]["option"]
     )
 
+    picks = _md_rows(markdown, "Letter pick rates: bench")
+    assert picks[0] == ["tiny/base", "option", "0.5", "0.5"] and len(picks) == 3
+
     judged = {row[0]: row for row in _md_rows(markdown, "LLM judge: each variant vs its base model (both orders)")}
     assert set(judged) == {"tiny/lora", "tiny/full"}
     lora_judge = next(v for v in report["variants"] if v["variant"] == "lora")["judge_pairwise"]

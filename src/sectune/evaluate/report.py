@@ -254,6 +254,13 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         ]
         rows += [[f"baseline: {name}", *[fmt_interval(entry)] * len(methods)] for name, entry in baselines.items()]
         tables.append((f"MCQ accuracy: {bench}", ["variant", *methods], rows))
+        letters = sorted({k for v in report["variants"] for m in v["pick_rates"].get(bench, {}).values() for k in m})
+        picks = [
+            [v["label"], method, *[fmt(rates.get(letter)) for letter in letters]]
+            for v in report["variants"]
+            for method, rates in v["pick_rates"].get(bench, {}).items()
+        ]
+        tables.append((f"Letter pick rates: {bench}", ["variant", "method", *letters], picks))
     judged = [v for v in report["variants"] if v.get("judge_pairwise")]
     if judged:
         rows = [[v["label"], *[fmt(v["judge_pairwise"].get(k)) for k in PAIRWISE_FIELDS]] for v in judged]

@@ -73,8 +73,7 @@ def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
         )
     model = PeftModel.from_pretrained(load_model(base, dtype=dtype), str(path))
     model.eval()
-    has_tokenizer = (path / "tokenizer_config.json").is_file()
-    return model, load_tokenizer(path if has_tokenizer and (path / "config.json").is_file() else base)
+    return model, load_tokenizer(base)
 
 
 def adapter_logit_change(model: Any, tokenizer: Any) -> float | None:
