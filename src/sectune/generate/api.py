@@ -307,14 +307,14 @@ def _load_state(out: Path) -> RunState:
 
     state = RunState()
     for outcome in read_jsonl_tolerant(out / REQUESTS_FILE):
-        state.outcomes[outcome["slot"]] = outcome
+        state.set_outcome(outcome)
         state.add_usage(outcome)
     state.samples = read_jsonl_tolerant(out / SAMPLES_FILE)
     for row in state.samples:  # a sample saved just before a kill, without its outcome line
         slot = row["meta"]["slot"]
         if state.outcomes.get(slot, {}).get("status") != "accepted":
             t, k = map(int, slot.split(":"))
-            state.outcomes[slot] = {"slot": slot, "topic": t, "k": k, "status": "accepted", "reason": None}
+            state.set_outcome({"slot": slot, "topic": t, "k": k, "status": "accepted", "reason": None})
     return state
 
 

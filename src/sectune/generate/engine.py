@@ -83,10 +83,24 @@ class RunState:
             self.cost_unknown = True
         self.cost_usd += outcome.get("cost_usd") or 0.0
 
+    _tally: Counter[tuple[str, str | None]] = field(default_factory=Counter)  # (status, reason) → slots
+
+    def set_outcome(self, outcome: dict[str, Any]) -> None:
+        """Make ``outcome`` the slot's final outcome, keeping the tallies current (O(1) per outcome)."""
+        previous = self.outcomes.get(outcome["slot"])
+        if previous is not None:
+            self._tally[(previous["status"], previous.get("reason"))] -= 1
+        self.outcomes[outcome["slot"]] = outcome
+        self._tally[(outcome["status"], outcome.get("reason"))] += 1
+
     def counts(self) -> tuple[int, Counter[str], Counter[str]]:
-        accepted = sum(1 for o in self.outcomes.values() if o["status"] == "accepted")
-        rejected = Counter(o["reason"] for o in self.outcomes.values() if o["status"] == "rejected")
-        failed = Counter(o["reason"] for o in self.outcomes.values() if o["status"] == "failed")
+        """(accepted, rejected by reason, failed by error kind) over the final outcome of every slot."""
+        accepted = self._tally[("accepted", None)]
+        rejected: Counter[str] = Counter()
+        failed: Counter[str] = Counter()
+        for (status, reason), count in self._tally.items():
+            if count and status in ("rejected", "failed"):
+                (rejected if status == "rejected" else failed)[str(reason)] += count
         return accepted, rejected, failed
 
 
@@ -319,7 +333,7 @@ class Engine:
         previous = self.state.outcomes.get(outcome["slot"])
         if previous is None:
             self._finished[t] += 1
-        self.state.outcomes[outcome["slot"]] = outcome
+        self.state.set_outcome(outcome)
         self._accepted[t] += outcome["status"] == "accepted"
         self.state.add_usage(outcome)
         if outcome["status"] == "failed" and outcome["reason"] == "auth":
