@@ -178,3 +178,18 @@ def test_judge_runs_inside_eval_absolute_and_pairwise(tiny_dataset, tmp_path, mo
     assert summary["targets"][first]["judge_absolute"]["parsed"] == 4
     pairwise = summary["targets"][second][f"judge_pairwise_vs_{first}"]
     assert pairwise["ties"] == 4 and pairwise["agreement"] == 1.0 and pairwise["parse_failures"] == 0
+
+
+def test_failed_endpoint_requests_are_excluded_and_counted(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+
+    def responder(body):
+        if "phishing" in body["messages"][-1]["content"]:
+            raise RuntimeError("this prompt always fails")  # the fake server answers 500
+        return "A firewall filters network traffic according to rules."
+
+    with FakeOpenAI(responder=responder) as fake:
+        cfg = load_config(None, [*FAST, "eval.endpoint_model=served"])
+        out = evaluate(cfg, fake.base_url, tmp_path / "eval", dataset=tiny_dataset)
+    generation = next(iter(json.loads((out / "summary.json").read_text())["targets"].values()))["generation"]
+    assert generation["failed_requests"] == 1 and generation["examples"] == 3

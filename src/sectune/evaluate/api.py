@@ -131,12 +131,14 @@ def _evaluate_endpoint(cfg: Any, url: str, *, dataset: str | Path | None, out: P
 
 
 def _generation_result(cfg: Any, examples: list, outputs: list, tokenizer: Any, seconds: float) -> dict[str, Any]:
+    """Reference metrics over the answers that came back; failed requests are excluded and counted."""
     from sectune.evaluate import heldout
 
-    texts = [o.text for o in outputs]
-    encoder = _encoder(cfg) if "embedding" in cfg.eval.metrics else None
+    kept = [(ex, o) for ex, o in zip(examples, outputs, strict=True) if not o.finish_reason.startswith("error")]
+    texts = [o.text for _, o in kept]
+    encoder = _encoder(cfg) if "embedding" in cfg.eval.metrics and kept else None
     scored = heldout.score_generations(
-        examples,
+        [ex for ex, _ in kept],
         texts,
         cfg.eval.metrics,
         encoder=encoder,
@@ -144,8 +146,9 @@ def _generation_result(cfg: Any, examples: list, outputs: list, tokenizer: Any, 
         samples=cfg.eval.bootstrap_samples,
         seed=cfg.seed,
     )
-    scored["examples"] = len(examples)
-    scored["cut_at_max_tokens_rate"] = sum(o.finish_reason == "length" for o in outputs) / max(len(outputs), 1)
+    scored["examples"] = len(kept)
+    scored["failed_requests"] = len(outputs) - len(kept)
+    scored["cut_at_max_tokens_rate"] = sum(o.finish_reason == "length" for _, o in kept) / max(len(kept), 1)
     scored["seconds"] = seconds
     return scored
 

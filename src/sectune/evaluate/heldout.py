@@ -102,7 +102,7 @@ def generate_local(model: Any, tokenizer: Any, examples: Sequence[Example], eval
 
 def generate_endpoint(url: str, model_name: str, examples: Sequence[Example], eval_cfg: Any, seed: int) -> list[Any]:
     """Answers from an OpenAI-compatible endpoint through sectune's provider."""
-    from sectune.llm import get_provider
+    from sectune.llm import Completion, ProviderError, get_provider
 
     provider = get_provider("openai", model=model_name, base_url=url)
 
@@ -111,9 +111,12 @@ def generate_endpoint(url: str, model_name: str, examples: Sequence[Example], ev
 
         async def one(example: Example) -> Any:
             async with semaphore:
-                return await provider.complete(
-                    example.prompt, max_tokens=eval_cfg.max_new_tokens, temperature=0.0, seed=seed
-                )
+                try:
+                    return await provider.complete(
+                        example.prompt, max_tokens=eval_cfg.max_new_tokens, temperature=0.0, seed=seed
+                    )
+                except ProviderError as exc:  # one failed request is excluded and counted, not a crash
+                    return Completion(text="", finish_reason=f"error:{exc.kind}")
 
         try:
             return await asyncio.gather(*(one(ex) for ex in examples))
