@@ -3,8 +3,8 @@
 from sectune.config import load_config
 from sectune.api import evaluate, study
 cfg = load_config("configs/eval-smoke.yaml")
-evaluate(cfg, "runs/lora", "runs/lora-eval", dataset="runs/dataset")
-study(cfg, "runs/dataset", "runs/study")
+evaluate(cfg, ["smollm2-135m", "runs/lora"], "runs/lora-eval", dataset="runs/dataset")
+study(load_config("configs/study-smollm2.yaml"), "runs/dataset", "runs/study")
 """
 
 from __future__ import annotations
