@@ -40,7 +40,10 @@ from sectune.generate.store import AppendLog
 from sectune.generate.topics import Topic
 from sectune.llm.prices import cost_usd
 
-QUESTION_MAX_TOKENS = 96  # two-step mode: a question is one line; a longer one is rambling
+QUESTION_MAX_TOKENS = 64  # two-step mode: a question is one sentence
+# Two-step mode: the answer request asks for brevity so small models end within max_tokens (the saved sample
+# keeps the configured system prompt alone).
+ANSWER_HINT = "Answer in at most 150 words."
 
 # Finish reasons that mean "cut off or blocked": never a sample (issue 11).
 BAD_FINISH = {"length": "finish_length", "content_filter": "content_filter"}
@@ -260,18 +263,27 @@ class Engine:
     async def _two_step(self, topic: Topic, k: int, outcome: dict[str, Any]) -> tuple[Parsed | None, str | None]:
         """Small local models: ask for a question, then let the model answer it as the assistant."""
         prompt = question_prompt(topic, k, self.cfg.instructions)
-        text, reason = await self._ask(prompt, k, outcome, max_tokens=min(QUESTION_MAX_TOKENS, self.cfg.max_tokens))
+        limit = min(QUESTION_MAX_TOKENS, self.cfg.max_tokens)
+        # The question is only a first sentence ending in "?": a draft cut off after it still holds it whole.
+        text, reason = await self._ask(prompt, k, outcome, max_tokens=limit, allow_length=True)
         if reason is not None:
             return None, reason
         question = extract_question(text)
         if question is None:
             return None, "malformed"
-        system = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
-        answer, reason = await self._ask([*system, {"role": "user", "content": question}], k, outcome)
+        system = f"{self.cfg.system_prompt} {ANSWER_HINT}".strip()
+        answer, reason = await self._ask(
+            [{"role": "system", "content": system}, {"role": "user", "content": question}], k, outcome
+        )
         return (Parsed(question, answer.strip()), None) if reason is None else (None, reason)
 
     async def _ask(
-        self, messages: list[dict[str, str]], k: int, outcome: dict[str, Any], max_tokens: int | None = None
+        self,
+        messages: list[dict[str, str]],
+        k: int,
+        outcome: dict[str, Any],
+        max_tokens: int | None = None,
+        allow_length: bool = False,
     ) -> tuple[str, str | None]:
         """(answer text, None) or ("", rejection reason); a failure marks ``outcome`` failed."""
         bypass = self._retry is not None
@@ -285,6 +297,8 @@ class Engine:
         if not result.cached:
             outcome["prompt_tokens"] += completion.prompt_tokens
             outcome["completion_tokens"] += completion.completion_tokens
+        if allow_length and completion.finish_reason == "length":
+            return completion.text, None
         if completion.finish_reason != "stop":  # cut off or blocked: never a sample (issue 11)
             return "", BAD_FINISH.get(completion.finish_reason, f"finish_{completion.finish_reason}")
         return completion.text, None
