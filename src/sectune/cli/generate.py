@@ -61,6 +61,11 @@ def generate_command(
     cfg = load(config, sets)
     term = console()
     with RichProgress(term, enabled=not no_progress) as bar:
+
+        def on_start(plan: dict) -> None:
+            term.print(describe_plan(plan))
+            bar.start(plan)
+
         generate(
             cfg,
             out,
@@ -68,6 +73,6 @@ def generate_command(
             retry_failed=retry_failed,
             topics_file=topics_file,
             on_progress=bar.update,
-            on_start=lambda plan: (term.print(describe_plan(plan)), bar.start(plan)),
+            on_start=on_start,
         )
     term.print(describe_summary(read_json(out / "summary.json"), out))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +97,7 @@ def subtopic_prompt(path: list[str], degree: int, system_prompt: str, *, json_ou
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
-def parse_subtopics(text: str | None, degree: int, exclude: set[str] = frozenset()) -> list[str]:
+def parse_subtopics(text: str | None, degree: int, exclude: Iterable[str] = ()) -> list[str]:
     """Subtopic names from a JSON array or a (numbered/bulleted) list; unique, at most ``degree``."""
     if not text:
         return []

@@ -44,7 +44,11 @@ class AnthropicProvider:
         if params.get("timeout") is not None:
             request["timeout"] = params["timeout"]
         try:
-            response = await self._client.messages.create(model=self.model, messages=turns, **request)
+            response = await self._client.messages.create(
+                model=self.model,
+                messages=turns,  # type: ignore[arg-type]
+                **request,
+            )
         except Exception as exc:
             raise _classify(exc, self._key) from None
         text = "".join(getattr(block, "text", "") for block in response.content)

@@ -31,7 +31,11 @@ class OpenAIProvider:
         """One chat completion; errors become :class:`ProviderError`."""
         request = _request_params(params)
         try:
-            response = await self._client.chat.completions.create(model=self.model, messages=messages, **request)
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                **request,
+            )
         except Exception as exc:
             raise classify_openai_error(exc, self._key) from None
         if not response.choices:
