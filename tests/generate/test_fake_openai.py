@@ -74,3 +74,26 @@ def test_serves_64_concurrent_requests_in_parallel():
         results = asyncio.run(main(fake.base_url))
     assert sorted(r.choices[0].message.content for r in results) == sorted(f"echo: {i}" for i in range(64))
     assert fake.max_in_flight == 64  # all handled at once, none queued behind another
+
+
+def test_anthropic_provider_through_the_fake_messages_route(monkeypatch):
+    from sectune.llm import ProviderError, get_provider
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "anthropic-test-key")
+
+    async def ask(base_url):
+        provider = get_provider("anthropic", model="claude-test", base_url=base_url)
+        try:
+            return await provider.complete(
+                [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}], max_tokens=9
+            )
+        finally:
+            await provider.aclose()
+
+    with FakeOpenAI(finish_reason="length") as fake:
+        out = asyncio.run(ask(fake.anthropic_base_url))
+    assert out.text == "echo: hello there" and out.finish_reason == "length"  # max_tokens → "length"
+    assert fake.requests[0]["system"] == "be brief" and fake.requests[0]["max_tokens"] == 9
+    with FakeOpenAI(fault_rate=1.0, faults=("429",), retry_after=2) as fake, pytest.raises(ProviderError) as err:
+        asyncio.run(ask(fake.anthropic_base_url))
+    assert err.value.kind == "rate_limit" and err.value.retry_after == 2

@@ -140,6 +140,7 @@ def generate(
     ``resume`` continues a killed or budget-stopped run; ``retry_failed`` re-runs only the failed or rejected
     request slots of an earlier run (no new ones). ``on_start`` receives the plan and cost estimate,
     ``on_progress`` a :class:`~sectune.generate.engine.Progress` after every finished request slot.
+    ``provider`` replaces the configured provider (it is closed at the end: each call runs its own event loop).
     Returns ``out``; its summary.json counts every outcome.
     """
     out = Path(out)

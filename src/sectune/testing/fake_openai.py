@@ -8,7 +8,8 @@
         assert len(fake.requests) >= 1
 
 ``responder(body)`` receives the request JSON and returns the assistant content (a ``str``) or a full
-``chat.completion`` dict (used as is). Faults are drawn deterministically from ``seed`` per request number:
+``chat.completion`` dict (used as is). ``/v1/messages`` serves the same answers in Anthropic's shape
+(``anthropic_base_url``). Faults are drawn deterministically from ``seed`` per request number:
 a 429 with ``Retry-After``, a 500, or a timeout (the server sleeps ``timeout_sleep`` seconds before answering,
 longer than the client's timeout). ``finish_reason`` forces the finish reason of every answer ("length",
 "content_filter"); a responder returning a dict can set it per request.
@@ -59,7 +60,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(raw) < length:  # the client died mid-request (a killed run): nothing was asked
             self.close_connection = True
             return
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        route = self.path.rstrip("/")
+        anthropic = route.endswith("/v1/messages")
+        if not (route.endswith("/chat/completions") or anthropic):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         try:
@@ -73,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload, headers = fake._handle(body, {k.lower(): v for k, v in self.headers.items()})
         finally:
             fake._leave()
+        if anthropic and status == 200:
+            payload = to_anthropic_message(payload)
         self._send(status, payload, headers)
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -163,6 +168,11 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}/v1"
 
     @property
+    def anthropic_base_url(self) -> str:
+        """Base URL for the Anthropic SDK, which appends ``/v1/messages`` itself."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def completed(self) -> int:
         """Requests answered with 200 (faults excluded)."""
         with self._lock:
@@ -242,6 +252,25 @@ class FakeOpenAI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
+
+
+def to_anthropic_message(completion: dict[str, Any]) -> dict[str, Any]:
+    """The same answer in Anthropic's Messages API shape (served on ``/v1/messages``)."""
+    choice = completion["choices"][0]
+    usage = completion.get("usage") or {}
+    return {
+        "id": completion.get("id", "msg_fake"),
+        "type": "message",
+        "role": "assistant",
+        "model": completion.get("model", "fake-model"),
+        "content": [{"type": "text", "text": choice["message"]["content"]}],
+        "stop_reason": ANTHROPIC_STOP.get(choice["finish_reason"], choice["finish_reason"]),
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0)},
+    }
 
 
 def completion_dict(content: str, *, finish_reason: str = "stop", model: str = "fake-model") -> dict[str, Any]:
