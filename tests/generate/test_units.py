@@ -314,3 +314,11 @@ def test_cli_topics_and_generate_with_progress(tmp_path):
     assert result.exit_code == 0, result.output
     assert "complete: 4/4 samples" in result.output and "3 topics" in result.output
     assert read_json(run / "summary.json")["files"] == {"csv": "samples.csv", "jsonl": "samples.jsonl"}
+
+
+def test_public_api_reexports_the_stage_functions():
+    import sectune.api
+    import sectune.generate.api
+
+    assert sectune.api.generate is sectune.generate.api.generate
+    assert sectune.api.topics is sectune.generate.api.topics
