@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.generate.conftest's responder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "generate"))  # the tests' helpers
 
-from tests.generate.conftest import parse_request
+from generate_helpers import parse_request
 
 from sectune.config import load_config
 from sectune.generate.api import generate

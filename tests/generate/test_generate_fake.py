@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.generate.conftest import make_config, parse_request, sample_responder
+from generate_helpers import make_config, parse_request, sample_responder
 
 from sectune.generate.api import generate, topics
 from sectune.generate.topics import load_topics

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from tests.generate.conftest import make_config, parse_request, sample_responder
+from generate_helpers import make_config, parse_request, sample_responder
 
 from sectune.errors import UserError
 from sectune.generate.api import generate

@@ -8,7 +8,7 @@ import json
 
 import openpyxl
 import pytest
-from tests.generate.conftest import make_config, sample_responder
+from generate_helpers import make_config, sample_responder
 
 from sectune.errors import UserError
 from sectune.generate.api import generate

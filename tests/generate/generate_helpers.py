@@ -1,4 +1,4 @@
-"""Fixtures of the generate tests: a fake-server responder that writes unique, valid samples."""
+"""Helpers of the generate tests: a fake-server responder that writes unique, valid samples; configs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import hashlib
 import json
 import random
 import re
-
-import pytest
 
 from sectune.config import load_config
 
@@ -66,8 +64,3 @@ def make_config(base_url: str, **generate):
     }
     sets = [f"generate.{key}={json.dumps(value)}" for key, value in settings.items()]
     return load_config(None, sets)
-
-
-@pytest.fixture
-def config_for():
-    return make_config
