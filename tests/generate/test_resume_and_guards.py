@@ -37,12 +37,12 @@ def all_output_bytes(folder) -> bytes:
 
 def test_sigkilled_run_resumes_to_exact_count_without_rerequesting_saved_samples(tmp_path):
     out = tmp_path / "run"
-    with FakeOpenAI(responder=sample_responder, latency=0.05, require_key=SECRET) as fake:
+    with FakeOpenAI(responder=sample_responder, latency=0.1, require_key=SECRET) as fake:
         sets = {
             "provider": "openai",
             "model": "fake-model",
             "base_url": fake.base_url,
-            "num_samples": 40,
+            "num_samples": 60,
             "max_in_flight": 4,
             "timeout_s": 2,
             "topics": {"root": "Security", "degree": 3, "depth": 1},
@@ -61,13 +61,13 @@ def test_sigkilled_run_resumes_to_exact_count_without_rerequesting_saved_samples
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         saved_before = {r["meta"]["slot"] for r in rows_of(out)}
-        assert 10 <= len(saved_before) < 40
+        assert 10 <= len(saved_before) < 60
         assert (out / "INCOMPLETE").exists()
         requests_before = len(fake.requests)
 
         cfg = make_config(
             fake.base_url,
-            num_samples=40,
+            num_samples=60,
             max_in_flight=4,
             timeout_s=2,
             topics={"root": "Security", "degree": 3, "depth": 1},
@@ -79,15 +79,15 @@ def test_sigkilled_run_resumes_to_exact_count_without_rerequesting_saved_samples
             del os.environ["OPENAI_API_KEY"]
 
     rows = rows_of(out)
-    assert len(rows) == 40
-    assert len({r["messages"][1]["content"] for r in rows}) == 40
-    assert len({r["meta"]["slot"] for r in rows}) == 40
+    assert len(rows) == 60
+    assert len({r["messages"][1]["content"] for r in rows}) == 60
+    assert len({r["meta"]["slot"] for r in rows}) == 60
     per_prompt = sample_requests(fake)
     assert max(per_prompt.values()) <= 2  # at most the few in flight at the kill were asked twice
     saved_keys = {key for key in per_prompt if f"{_topic_index(out, key[0])}:{key[1] - 1}" in saved_before}
     assert len(saved_keys) == len(saved_before)
     assert all(per_prompt[key] == 1 for key in saved_keys)  # nothing already saved was asked again
-    assert len(fake.requests) - requests_before <= 40 - len(saved_before) + 4  # no topic re-requests either
+    assert len(fake.requests) - requests_before <= 60 - len(saved_before) + 4  # no topic re-requests either
     summary = read_json(out / "summary.json")
     assert summary["status"] == "complete" and summary["counts_add_up"]
     assert not (out / "INCOMPLETE").exists()
