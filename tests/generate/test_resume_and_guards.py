@@ -232,3 +232,15 @@ def test_error_summary_groups_final_failures_by_type(tmp_path):
     assert summary["failed"] == {"server_error": 3} and summary["accepted"] == 0
     assert summary["errors_this_session"] == {"server_error": 6}  # each slot: one try + one retry
     assert summary["status"] == "incomplete" and summary["counts_add_up"]
+
+
+def test_a_server_refusing_every_request_stops_the_run_with_a_fix(tmp_path):
+    with FakeOpenAI(responder=sample_responder, fault_rate=1.0, faults=("400",)) as fake:
+        cfg = make_config(fake.base_url, num_samples=50, max_in_flight=2, topics={"depth": 0})
+        with pytest.raises(UserError, match=r"generate\.output=text"):
+            generate(cfg, tmp_path / "run")
+    summary = read_json(tmp_path / "run" / "summary.json")
+    assert summary["status"] == "stopped_bad_request" and summary["failed"]["bad_request"] >= 10
+    assert len(fake.requests) < 20  # stopped early, not 150 refused requests later
+    assert "unsupported parameter" in summary["error_examples"]["bad_request"]
+    assert (tmp_path / "run" / "INCOMPLETE").exists()

@@ -155,13 +155,22 @@ def generate(
     (out / INCOMPLETE_MARKER).write_text("generation has not finished: continue with `sectune generate --resume`\n")
     _write_config(out, cfg)
     summary = run_sync(_generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start))
-    if summary["status"] not in ("stopped_budget", "stopped_auth"):
+    if not summary["status"].startswith("stopped_"):
         (out / INCOMPLETE_MARKER).unlink(missing_ok=True)
     if summary["status"] == "stopped_auth":
         raise UserError(
             "the provider refused the API key",
             field=f"generate.api_key_env={cfg.generate.api_key_env}",
             fix="set a valid key in the environment or .env, then rerun with --resume",
+        )
+    if summary["status"] == "stopped_bad_request":
+        example = next(iter(summary.get("error_examples", {}).values()), "")
+        raise UserError(
+            f"the provider refused every request ({example})",
+            file=out / "requests.jsonl",
+            field="generate.model / generate.base_url / generate.output",
+            fix="check the model name and base_url; a server without JSON mode needs generate.output=text; "
+            "then rerun with --resume",
         )
     return out
 
@@ -379,9 +388,9 @@ def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dic
     accepted, rejected, failed = state.counts()
     requested = sum(engine.targets)
     rows = read_jsonl_tolerant(out / SAMPLES_FILE)
-    status = {"budget": "stopped_budget", "auth": "stopped_auth"}.get(engine.stop_reason or "")
+    status = f"stopped_{engine.stop_reason}" if engine.stop_reason else None
     status = status or ("complete" if accepted >= requested else "incomplete")
-    files = export_rows(rows, out, cfg.generate.formats) if status not in ("stopped_budget", "stopped_auth") else {}
+    files = export_rows(rows, out, cfg.generate.formats) if not status.startswith("stopped_") else {}
     progress = engine.progress()
     summary = {
         "status": status,
@@ -395,6 +404,7 @@ def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dic
         "definition": "slots = accepted + sum(rejected) + sum(failed); a slot is one request for one sample, "
         "rejected/failed slots are replaced until each topic has its samples or the request cap is reached",
         "errors_this_session": dict(sorted(engine.caller.errors.items())),
+        "error_examples": _error_examples(state),
         "http_requests_this_session": engine.caller.sent,
         "cache_hits_this_session": engine.caller.cache_hits,
         "prompt_tokens": state.prompt_tokens,
@@ -410,3 +420,12 @@ def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dic
     }
     write_run_metadata(out, cfg, summary)
     return summary
+
+
+def _error_examples(state: RunState) -> dict[str, str]:
+    """One message per final error kind, so the summary says what went wrong, not only how often."""
+    examples: dict[str, str] = {}
+    for outcome in state.outcomes.values():
+        if outcome["status"] == "failed" and outcome["reason"] not in examples:
+            examples[outcome["reason"]] = str(outcome.get("error", ""))[:200]
+    return examples

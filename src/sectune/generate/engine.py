@@ -40,6 +40,9 @@ from sectune.generate.store import AppendLog
 from sectune.generate.topics import Topic
 from sectune.llm.prices import cost_usd
 
+# Errors no retry fixes: a run made only of them stops instead of burning through every request slot.
+STOPPING_ERRORS = ("auth", "bad_request")
+REFUSALS_BEFORE_STOP = 10
 QUESTION_MAX_TOKENS = 64  # two-step mode: a question is one sentence
 # Two-step mode: the answer request asks for brevity so small models end within max_tokens (the saved sample
 # keeps the configured system prompt alone).
@@ -145,6 +148,7 @@ class Engine:
         self.on_progress = on_progress
         self.mode = output_mode(cfg.output, caller.provider.supports_json)
         self.stop_reason: str | None = None
+        self._refused = 0  # slots failed with an error that no retry can fix
         self._accepted = [0] * len(topics)
         self._finished = [0] * len(topics)  # slots with an outcome (the per-topic request cap counts these)
         self._in_flight = [0] * len(topics)
@@ -350,8 +354,11 @@ class Engine:
         self.state.set_outcome(outcome)
         self._accepted[t] += outcome["status"] == "accepted"
         self.state.add_usage(outcome)
-        if outcome["status"] == "failed" and outcome["reason"] == "auth":
-            self.stop_reason = "auth"
+        if outcome["status"] == "failed" and outcome["reason"] in STOPPING_ERRORS:
+            self._refused += 1
+            # A refused key stops at once; refused requests stop once it is clearly not a one-off.
+            if outcome["reason"] == "auth" or (self._refused >= REFUSALS_BEFORE_STOP and not any(self._accepted)):
+                self.stop_reason = outcome["reason"]
         budget = self.cfg.budget_usd
         if budget is not None and self.state.cost_usd >= budget:
             self.stop_reason = self.stop_reason or "budget"

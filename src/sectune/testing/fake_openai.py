@@ -129,7 +129,7 @@ class FakeOpenAI:
         self.require_key = require_key
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers, names lower-cased
-        self.faults_sent: dict[str, int] = {kind: 0 for kind in FAULT_KINDS}
+        self.faults_sent: dict[str, int] = {kind: 0 for kind in (*FAULT_KINDS, "400")}
         self.in_flight = 0
         self.max_in_flight = 0  # the most requests handled at the same time (proves concurrency)
         self._lock = threading.Lock()
@@ -223,6 +223,8 @@ class FakeOpenAI:
         if fault == "429":
             error = {"error": {"message": "rate limited", "type": "rate_limit_exceeded"}}
             return 429, error, {"Retry-After": f"{self.retry_after:g}"}
+        if fault == "400":  # opt-in (faults=("400",)): a request the server refuses, e.g. an unsupported option
+            return 400, {"error": {"message": "unsupported parameter", "type": "invalid_request_error"}}, {}
         if fault == "timeout":
             time.sleep(self.timeout_sleep)
             return 200, self._completion({}, "too late"), {}
