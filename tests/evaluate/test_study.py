@@ -91,6 +91,7 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
     """The issue's acceptance run: SmolLM2-135M, all four variants, a few steps each (minutes on 2 cores)."""
     from sectune.evaluate.api import study
@@ -103,11 +104,12 @@ def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
     cfg = load_config(
         None,
         [
-            "train.max_steps=3",
+            "train.max_steps=2",
             "train.batch_size=2",
             "train.stop_check.enabled=false",
-            "eval.max_new_tokens=32",
-            "eval.max_questions=24",
+            "eval.max_examples=4",
+            "eval.max_new_tokens=16",
+            "eval.max_questions=12",
             "eval.bootstrap_samples=200",
         ],
     )
@@ -116,6 +118,12 @@ def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
     assert len(report["variants"]) == 4 and all(
         (report_dir / p).stat().st_size > 5000 for p in ("loss_curves.png", "quality_vs_memory.png")
     )
+    markdown = (report_dir / "report.md").read_text()
+    for variant in report["variants"]:
+        for method, entry in variant["mcq"]["cyber-mini"].items():
+            assert f"| {variant['label']} |" in markdown and f"{entry['value']:.6g} [" in markdown, method
+        for training_value in (variant["training"] or {}).values():
+            assert f"{training_value:.6g}" in markdown if isinstance(training_value, float) else True
 
 
 def test_cli_study_with_the_base_variant_only(tiny_model_dir, study_dataset, tmp_path):
