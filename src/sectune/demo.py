@@ -16,6 +16,8 @@ from typing import Any
 from sectune.config import ExperimentConfig, apply_override, read_yaml, validate_config
 
 DEMO_CONFIG = Path(str(resources.files("sectune") / "resources" / "demo.yaml"))
+# A small hand-written topic tree (3 domains × 4 subtopics): the 135M model builds poor trees itself.
+DEMO_TOPICS = Path(str(resources.files("sectune") / "resources" / "demo-topics.jsonl"))
 
 
 def demo_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -45,12 +47,13 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    # --- 1. generate: a topic tree, then samples, with the in-process embedded model -----------------------
+    # --- 1. generate: samples for each leaf of a topic tree, with the in-process embedded model -------------
     samples_dir = out / "generate"
     if not (samples_dir / "summary.json").is_file() or (samples_dir / INCOMPLETE_MARKER).exists():
         say(f"[1/3] generate → {samples_dir}")
         resume = (samples_dir / "config.yaml").is_file()
-        generate(cfg, samples_dir, resume=resume)
+        topics = None if cfg.generate.topics.file else DEMO_TOPICS
+        generate(cfg, samples_dir, resume=resume, topics_file=topics)
     samples = samples_dir / SAMPLES_FILE
 
     # --- 2. prep: validate, dedup, split, render for the model ---------------------------------------------

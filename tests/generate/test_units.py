@@ -322,3 +322,21 @@ def test_public_api_reexports_the_stage_functions():
 
     assert sectune.api.generate is sectune.generate.api.generate
     assert sectune.api.topics is sectune.generate.api.topics
+
+
+def test_prefilled_question_prompt_ends_with_an_assistant_start_the_model_continues(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from sectune.generate.samples import QUESTION_STARTS, prefilled_question_prompt
+    from sectune.generate.topics import Topic
+    from sectune.models.generation import render_prompt
+
+    topic = Topic(["IT support", "Password resets"])
+    prompts = [prefilled_question_prompt(topic, k) for k in range(len(QUESTION_STARTS))]
+    assert {p[-1]["content"] for p in prompts} == set(QUESTION_STARTS)  # one opener per variation
+    assert all(p[-1]["role"] == "assistant" and "Password resets (IT support)" in p[0]["content"] for p in prompts)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = render_prompt(tokenizer, prompts[0])
+    assert text.endswith("<|im_start|>assistant\nHow do I")  # continued, not closed with <|im_end|>
+    plain = render_prompt(tokenizer, prompts[0][:1])
+    assert plain.endswith("<|im_start|>assistant\n")

@@ -31,6 +31,7 @@ from sectune.generate.samples import (
     Parsed,
     extract_question,
     parse_sample,
+    prefilled_question_prompt,
     question_prompt,
     response_format,
     sample_prompt,
@@ -266,12 +267,15 @@ class Engine:
 
     async def _two_step(self, topic: Topic, k: int, outcome: dict[str, Any]) -> tuple[Parsed | None, str | None]:
         """Small local models: ask for a question, then let the model answer it as the assistant."""
-        prompt = question_prompt(topic, k, self.cfg.instructions)
+        prefill = getattr(self.caller.provider, "supports_prefill", False)
+        prompt = (prefilled_question_prompt if prefill else question_prompt)(topic, k, self.cfg.instructions)
         limit = min(QUESTION_MAX_TOKENS, self.cfg.max_tokens)
         # The question is only a first sentence ending in "?": a draft cut off after it still holds it whole.
         text, reason = await self._ask(prompt, k, outcome, max_tokens=limit, allow_length=True)
         if reason is not None:
             return None, reason
+        if prefill:
+            text = f"{prompt[-1]['content']} {text}"
         question = extract_question(text)
         if question is None:
             return None, "malformed"

@@ -38,7 +38,7 @@ def generate_chat(
 
     if seed is not None:
         torch.manual_seed(seed)
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    prompts = [render_prompt(tokenizer, c) for c in conversations]
     results: list[Generation] = []
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generating", unit="batch", disable=not progress):
@@ -46,6 +46,17 @@ def generate_chat(
             _generate_batch(model, tokenizer, prompts[start : start + batch_size], max_new_tokens, temperature)
         )
     return results
+
+
+def render_prompt(tokenizer: Any, conversation: Messages) -> str:
+    """The prompt text: a new assistant turn, or, when the last message is the assistant's, its continuation.
+
+    A conversation ending with an assistant message is a prefill: the model continues that text (the returned
+    Generation holds only the continuation). Small models follow a prefilled start far better than instructions.
+    """
+    if conversation and conversation[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(conversation, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
 
 
 def end_token_ids(tokenizer: Any, model: Any) -> set[int]:
