@@ -46,6 +46,12 @@ def train_only_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def short_dataset(tmp_path_factory) -> Path:
+    """train (16 rows) and test (4): the real-model tests (the seed's GPT-4o rows are ~600 tokens, too slow)."""
+    return write_dataset(tmp_path_factory.mktemp("short"), train=16, validation=0, test=4)
+
+
+@pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """train (24 rows), validation (6) and test (4) splits of short cybersecurity Q&A."""
     return write_dataset(tmp_path_factory.mktemp("dataset"))

@@ -13,24 +13,15 @@ from sectune.train.api import train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def seed_dataset(tmp_path_factory, shared_dir):
-    """The seed's 100 GPT-4o rows: 16 to train on, 4 held out."""
-    lines = (shared_dir / "data" / "seed" / "output_01.jsonl").read_text(encoding="utf-8").splitlines()
-    folder = tmp_path_factory.mktemp("seed-dataset")
-    (folder / "train.jsonl").write_text("\n".join(lines[:16]) + "\n", encoding="utf-8")
-    (folder / "test.jsonl").write_text("\n".join(lines[96:100]) + "\n", encoding="utf-8")
-    return folder
-
-
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("method", ["full", "lora", "qlora", "qlora-8bit"])
-def test_method_on_smollm2(method, seed_dataset, tmp_path):
+def test_method_on_smollm2(method, short_dataset, tmp_path):
     import torch
     from safetensors.torch import load_file
 
     from sectune.models.load import load_model
 
-    lr = "2e-5" if method == "full" else "1e-3"
+    lr = "1e-4" if method == "full" else "1e-3"
     cfg = load_config(
         None,
         [
@@ -46,7 +37,7 @@ def test_method_on_smollm2(method, seed_dataset, tmp_path):
             "train.stop_check.max_new_tokens=32",
         ],
     )
-    run = train(cfg, seed_dataset, tmp_path / method)
+    run = train(cfg, short_dataset, tmp_path / method)
     summary = json.loads((run / "summary.json").read_text())
     losses = [e["loss"] for e in summary["log_history"] if "loss" in e]
     assert all(math.isfinite(x) for x in losses)
