@@ -20,6 +20,7 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,8 @@ def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_
 
     callbacks: list[Any] = [log_last_step_callback()]
     if args.load_best_model_at_end:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=session.train.early_stopping_patience))
+        patience = session.train.early_stopping_patience or 1  # load_best_model_at_end implies a patience is set
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
     return SFTTrainer(
         model=model,
         args=args,
@@ -454,7 +456,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     return publish(session)
 
 
-def _end_tracking_runs(backends: list[str]) -> None:
+def _end_tracking_runs(backends: Sequence[str]) -> None:
     """Close the runs the callbacks opened (they stay open after train() so the final eval can log)."""
     if "wandb" in backends:
         import wandb
