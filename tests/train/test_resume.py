@@ -8,7 +8,10 @@ import subprocess
 import sys
 import time
 
-from sectune.runs import read_json
+import pytest
+
+from sectune.errors import UserError
+from sectune.runs import read_json, write_config
 from sectune.train.api import is_finished, partial_dir, train
 
 SETS = [
@@ -86,3 +89,12 @@ def _base_sets(tiny_config):
         f"train.precision={cfg.train.precision}",
         f"train.stop_check.enabled={str(cfg.train.stop_check.enabled).lower()}",
     ]
+
+
+def test_resume_with_a_different_training_config_is_refused(tiny_config, train_only_dataset, tmp_path):
+    out = tmp_path / "run"
+    partial_dir(out).mkdir()
+    write_config(partial_dir(out), tiny_config("train.learning_rate=1e-3"))
+    with pytest.raises(UserError, match="differs") as err:
+        train(tiny_config(), train_only_dataset, out, resume=True)
+    assert err.value.field == "train"

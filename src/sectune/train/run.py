@@ -94,17 +94,24 @@ def start_work_dir(session: Session) -> None:
     write_config(session.work, session.cfg)
 
 
+TRAINING_KEYS = ("model", "seed", "train")  # what shapes the weights; other sections may change between attempts
+
+
 def _check_same_config(work: Path, cfg: Any) -> None:
+    """A resume continues the same training: model, seed and train section must match the saved config."""
     import yaml
 
     saved_file = work / "config.yaml"
     if not saved_file.is_file():
         return
-    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8"))
-    if saved != cfg.model_dump(mode="json"):
+    saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
+    current = cfg.model_dump(mode="json")
+    changed = [key for key in TRAINING_KEYS if saved.get(key) != current.get(key)]
+    if changed:
         raise UserError(
             "the config differs from the interrupted run's config",
             file=saved_file,
+            field=changed[0],
             fix="resume with the same --config/--set, or pass --overwrite to start over",
         )
 
