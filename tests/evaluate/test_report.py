@@ -150,3 +150,14 @@ def test_plots_are_non_empty_pngs(tmp_path):
     for name in ("loss_curves.png", "quality_vs_memory.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_process_peak_memory_is_flagged(tmp_path):
+    from sectune.evaluate.report import PEAK_RSS_NOTE, render_markdown
+
+    cells = _cells()
+    assert PEAK_RSS_NOTE not in render_markdown(build_report(load_config(), cells, dataset=tmp_path))
+    cells[1]["train"]["peak_memory_kind"] = "peak_rss"
+    report = build_report(load_config(), cells, dataset=tmp_path)
+    assert report["variants"][1]["training"]["peak_memory_kind"] == "peak_rss"
+    assert PEAK_RSS_NOTE in render_markdown(report)

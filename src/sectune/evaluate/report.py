@@ -25,6 +25,10 @@ TRAIN_FIELDS = [
     "eval_loss",
 ]
 SIGNIFICANT = 6
+PEAK_RSS_NOTE = (
+    "Note: peak memory is the training process's resident-set high-water mark (ru_maxrss). Variants trained "
+    "one after another in one process carry over earlier peaks: compare memory across separate runs."
+)
 QUALITY_FIELDS = ["rouge_l", "chrf", "bleu", "embedding", "perplexity"]
 QUALITY_ORDER = [*QUALITY_FIELDS, "mean_words", "judge_score"]
 PAIRWISE_FIELDS = [
@@ -101,6 +105,7 @@ def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
     runtime = train.get("train_runtime_s")
     training = {field: train.get(field) for field in TRAIN_FIELDS} if cell["train"] else None
     if training is not None:
+        training["peak_memory_kind"] = train.get("peak_memory_kind")
         training["estimated_cost_usd"] = runtime / 3600 * cfg.study.price_per_hour if runtime is not None else None
     generation = cell["eval"].get("generation") or {}
     quality = {name: _value_entry(generation.get(name)) for name in QUALITY_FIELDS if name in generation}
@@ -197,6 +202,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
+    if any((v["training"] or {}).get("peak_memory_kind") == "peak_rss" for v in report["variants"]):
+        lines += [PEAK_RSS_NOTE, ""]
     lines += ["## Plots", "", "![loss curves](loss_curves.png)", "", "![quality vs memory](quality_vs_memory.png)", ""]
     return "\n".join(lines)
 
