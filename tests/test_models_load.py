@@ -76,5 +76,5 @@ def test_embedded_model_builds_and_answers():
 def test_hub_model_missing_offline_fails_at_once_with_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(UserError, match="hf download mistralai/Mistral-7B-v0.1"):
+    with pytest.raises(UserError, match=r"hf download mistralai/Mistral-7B-v0\.1"):
         resolve_model("mistral-7b")

@@ -157,7 +157,7 @@ def test_process_peak_memory_is_flagged(tmp_path):
 
     cells = _cells()
     assert PEAK_RSS_NOTE not in render_markdown(build_report(load_config(), cells, dataset=tmp_path))
-    cells[1]["train"]["peak_memory_kind"] = "peak_rss"
+    cells[1]["train"]["peak_memory_kind"] = "peak_rss_sampled"
     report = build_report(load_config(), cells, dataset=tmp_path)
-    assert report["variants"][1]["training"]["peak_memory_kind"] == "peak_rss"
+    assert report["variants"][1]["training"]["peak_memory_kind"] == "peak_rss_sampled"
     assert PEAK_RSS_NOTE in render_markdown(report)

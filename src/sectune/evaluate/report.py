@@ -26,8 +26,8 @@ TRAIN_FIELDS = [
 ]
 SIGNIFICANT = 6
 PEAK_RSS_NOTE = (
-    "Note: peak memory is the training process's resident-set high-water mark (ru_maxrss). Variants trained "
-    "one after another in one process carry over earlier peaks: compare memory across separate runs."
+    "Note: on CPU, peak memory is the process's resident set sampled while each run trained; it includes what "
+    "the process already held (libraries, about 0.5–1 GB), so compare variants by their differences."
 )
 QUALITY_FIELDS = ["rouge_l", "chrf", "bleu", "embedding", "perplexity"]
 QUALITY_ORDER = [*QUALITY_FIELDS, "mean_words", "judge_score"]
@@ -202,7 +202,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
         lines.append("")
-    if any((v["training"] or {}).get("peak_memory_kind") == "peak_rss" for v in report["variants"]):
+    if any((v["training"] or {}).get("peak_memory_kind") == "peak_rss_sampled" for v in report["variants"]):
         lines += [PEAK_RSS_NOTE, ""]
     lines += ["## Plots", "", "![loss curves](loss_curves.png)", "", "![quality vs memory](quality_vs_memory.png)", ""]
     return "\n".join(lines)

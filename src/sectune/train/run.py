@@ -16,7 +16,6 @@ Layout while the run is being built (renamed to OUT only when everything succeed
 from __future__ import annotations
 
 import logging
-import resource
 import shutil
 import sys
 import time
@@ -360,15 +359,6 @@ def stop_check(session: Session, test_rows: list, validation_rows: list, precisi
     return report
 
 
-def peak_memory_mb() -> tuple[float, str]:
-    """Peak GPU memory allocated when training on CUDA, else the process's peak RSS."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak_rss"
-
-
 def publish(session: Session) -> Path:
     """Drop the checkpoints (unless kept) and rename the finished folder into place."""
     if not session.train.keep_checkpoints:
@@ -394,6 +384,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     from transformers import set_seed
 
     from sectune.models.load import load_tokenizer
+    from sectune.train.memory import PeakMemory
     from sectune.train.model import build_model, resolve_precision
     from sectune.train.tracking import tracking_env
 
@@ -414,9 +405,9 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     with tracking_env(session.work, session.train.report_to, cfg.name):
         trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows)
         started = time.perf_counter()
-        trainer.train(resume_from_checkpoint=checkpoint)
+        with PeakMemory() as peak:
+            trainer.train(resume_from_checkpoint=checkpoint)
         runtime = time.perf_counter() - started
-        peak_mb, peak_kind = peak_memory_mb()
         for handle in guarded:
             handle.remove()
         save_final(trainer, session, tokenizer)
@@ -437,8 +428,8 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         "train_runtime_s": round(runtime, 3),
         "tokens_seen": int(state.num_input_tokens_seen),
         "tokens_per_s": round((state.num_input_tokens_seen - start_tokens) / runtime, 2) if runtime > 0 else None,
-        "peak_memory_mb": round(peak_mb, 1),
-        "peak_memory_kind": peak_kind,
+        "peak_memory_mb": round(peak.mb, 1),
+        "peak_memory_kind": peak.kind,
         "resumed_from": _name(checkpoint),
         "global_step": state.global_step,
         "epochs_done": state.epoch,
