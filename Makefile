@@ -34,7 +34,8 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	$(VENV)/bin/sectune bench
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .mypy_cache

@@ -49,8 +49,20 @@ def test_override_without_equals_is_rejected():
         apply_override({}, "train.lora.r")
 
 
+# configs/*.yaml are experiment configs; configs/accelerate/*.yml are accelerate's (tests/train checks them).
+EXPECTED_EXPERIMENT_CONFIGS = 17
+
+
 def test_every_shipped_config_loads():
-    paths = sorted((REPO / "configs").rglob("*.yaml"))
-    loaded = [load_config(p) for p in paths]
-    assert len(loaded) == len(paths)
-    assert len(loaded) >= 1
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    loaded = [load_config(path) for path in paths]
+    assert len(loaded) == EXPECTED_EXPERIMENT_CONFIGS, [p.name for p in paths]
+    assert {cfg.name for cfg in loaded} and all(isinstance(cfg, ExperimentConfig) for cfg in loaded)
+
+
+def test_the_packaged_demo_experiment_loads():
+    from sectune.demo import DEMO_CONFIG, DEMO_TOPICS, demo_config
+
+    cfg = demo_config()
+    assert DEMO_CONFIG.is_file() and DEMO_TOPICS.is_file()
+    assert cfg.model == "smollm2-135m" and cfg.generate.provider == "local"
