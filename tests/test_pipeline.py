@@ -67,6 +67,8 @@ def test_pipeline_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir, monkeypat
     assert len(samples) == 30
     dataset_summary = json.loads((tmp_path / "demo" / "dataset" / "summary.json").read_text())
     assert sum(dataset_summary["counts"].values()) <= 30
+    [run_summary] = [json.loads(p.read_text()) for p in (tmp_path / "demo" / "study" / "runs").glob("*/summary.json")]
+    assert run_summary["data_checks"]["collator"]["ok"] and run_summary["data_checks"]["end_of_turn"]["ok"]
     data = json.loads((report / "report.json").read_text())
     text = json.dumps(data)
     assert "lora" in text and "base" in text

@@ -244,6 +244,32 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
     )
 
 
+def collator_check(session: Session, collator: Any, tokenizer: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate a few real rows with the trainer's own collator: every end-of-turn token must stay trained.
+
+    One row per batch (padding-free batches are flattened): a collator that masks by pad id still shows,
+    because SmolLM2-like tokenizers use the end-of-turn token as padding.
+    """
+    if not session.train.assistant_only_loss:
+        return {"ok": True, "status": "skipped: train.assistant_only_loss is off"}
+    from dataclasses import asdict
+
+    from sectune.data.checks import check_collator
+    from sectune.models.load import resolve_model
+
+    spec = resolve_model(session.model_ref).spec
+    family = spec.family if spec else None
+    results = [check_collator(collator, tokenizer, [row], family) for row in rows[:COLLATOR_CHECK_ROWS]]
+    failed = next((r for r in results if not r.ok), None)
+    if failed is not None:
+        raise UserError(
+            failed.problem or "the data collator breaks the labels",
+            field="data collator",
+            fix="mask padding by position and keep the assistant-only labels",
+        )
+    return asdict(results[0]) if results else {"ok": True, "status": "no rows"}
+
+
 def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_rows: list, validation_rows: list):
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
@@ -369,6 +395,8 @@ def publish(session: Session) -> Path:
     return session.out
 
 
+COLLATOR_CHECK_ROWS = 2
+
 # ---------------------------------------------------------------- the run
 
 
@@ -404,6 +432,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     # the tracking callbacks read their settings when the trainer is built and log until the final evaluation
     with tracking_env(session.work, session.train.report_to, cfg.name):
         trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows)
+        checks["collator"] = collator_check(session, trainer.data_collator, tokenizer, train_rows)
         started = time.perf_counter()
         with PeakMemory() as peak:
             trainer.train(resume_from_checkpoint=checkpoint)
