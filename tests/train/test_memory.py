@@ -14,3 +14,4 @@ def test_peak_memory_is_per_run_not_the_process_lifetime_peak():
         np.ones(1000).sum()
     assert big.kind == small.kind == "peak_rss_sampled"
     assert big.mb - small.mb > 200
+    assert 0 < big.start_mb <= big.mb - 200

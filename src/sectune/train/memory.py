@@ -17,6 +17,7 @@ class PeakMemory:
     def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
         self.mb = 0.0
+        self.start_mb = 0.0  # what the process held when the run began (CPU: resident set)
         self.kind = "peak_rss_sampled"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -31,6 +32,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             return self
         self._sample()
+        self.start_mb = self.mb
         self._thread = threading.Thread(target=self._run, name="sectune-peak-memory", daemon=True)
         self._thread.start()
         return self

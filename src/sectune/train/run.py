@@ -459,6 +459,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         "tokens_per_s": round((state.num_input_tokens_seen - start_tokens) / runtime, 2) if runtime > 0 else None,
         "peak_memory_mb": round(peak.mb, 1),
         "peak_memory_kind": peak.kind,
+        "memory_at_start_mb": round(peak.start_mb, 1),
         "resumed_from": _name(checkpoint),
         "global_step": state.global_step,
         "epochs_done": state.epoch,
