@@ -6,7 +6,6 @@ from typing import Any
 
 from sectune.errors import UserError
 from sectune.llm.base import Completion, Messages, ProviderError
-from sectune.llm.keys import redact
 
 # Anthropic's stop reasons in OpenAI's vocabulary, so one guard handles every provider.
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
@@ -66,21 +65,6 @@ class AnthropicProvider:
 def _classify(exc: Exception, key: str | None) -> ProviderError:
     import anthropic
 
-    from sectune.llm.openai_compat import parse_retry_after
+    from sectune.llm.openai_compat import classify_sdk_error
 
-    message = redact(str(exc), key)[:300]
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError("timeout", message)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError("connection", message)
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-        if status == 429:
-            return ProviderError("rate_limit", message, retry_after=retry_after, status=status)
-        if status in (401, 403):
-            return ProviderError("auth", message, status=status)
-        if status >= 500 or status == 529:
-            return ProviderError("server_error", message, retry_after=retry_after, status=status)
-        return ProviderError("bad_request", message, status=status)
-    return ProviderError(type(exc).__name__, message)
+    return classify_sdk_error(anthropic, exc, key)

@@ -67,19 +67,24 @@ def classify_openai_error(exc: Exception, key: str | None = None) -> ProviderErr
     """Map the openai client's exceptions to provider error kinds (Retry-After kept)."""
     import openai
 
+    return classify_sdk_error(openai, exc, key)
+
+
+def classify_sdk_error(sdk: Any, exc: Exception, key: str | None = None) -> ProviderError:
+    """Map an official SDK's exceptions (openai or anthropic: same class names) to provider error kinds."""
     message = redact(str(exc), key)[:300]
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, sdk.APITimeoutError):
         return ProviderError("timeout", message)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, sdk.APIConnectionError):
         return ProviderError("connection", message)
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
         if status == 429:
             return ProviderError("rate_limit", message, retry_after=retry_after, status=status)
         if status in (401, 403):
             return ProviderError("auth", message, status=status)
-        if status >= 500:
+        if status >= 500:  # includes Anthropic's 529 "overloaded"
             return ProviderError("server_error", message, retry_after=retry_after, status=status)
         return ProviderError("bad_request", message, status=status)
     return ProviderError(type(exc).__name__, message)
