@@ -29,12 +29,19 @@ class OpenAIProvider:
 
     async def complete(self, messages: Messages, **params: Any) -> Completion:
         """One chat completion; errors become :class:`ProviderError`."""
+        from openai.types.chat import ChatCompletion
+
         request = _request_params(params)
+        options = {"timeout": request.pop("timeout")} if "timeout" in request else {}
         try:
-            response = await self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                **request,
+            # The client's POST with a plain JSON body: our messages are already plain dicts, and skipping
+            # chat.completions.create's typed-param transform saves ~0.8 ms CPU per request (profiled), which
+            # is what bounds throughput at high concurrency on a small machine.
+            response = await self._client.post(  # type: ignore[call-overload]
+                "/chat/completions",
+                body={"model": self.model, "messages": messages, **request},
+                cast_to=ChatCompletion,
+                options=options,
             )
         except Exception as exc:
             raise classify_openai_error(exc, self._key) from None
