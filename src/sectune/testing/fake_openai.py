@@ -44,6 +44,7 @@ def _count_tokens(text: str) -> int:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # like real servers: no 40 ms Nagle + delayed-ACK stall per answer
 
     def log_message(self, format: str, *args: Any) -> None:  # silence the default stderr log
         return
