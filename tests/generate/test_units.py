@@ -340,3 +340,18 @@ def test_prefilled_question_prompt_ends_with_an_assistant_start_the_model_contin
     assert text.endswith("<|im_start|>assistant\nHow do I")  # continued, not closed with <|im_end|>
     plain = render_prompt(tokenizer, prompts[0][:1])
     assert plain.endswith("<|im_start|>assistant\n")
+
+
+def test_completion_from_plain_json_answers_and_malformed_ones():
+    from sectune.llm import ProviderError
+    from sectune.llm.openai_compat import completion_from_json
+
+    ok = completion_from_json(
+        {"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}], "usage": {"prompt_tokens": 3}}
+    )
+    assert (ok.text, ok.finish_reason, ok.prompt_tokens, ok.completion_tokens) == ("hi", "length", 3, 0)
+    bare = completion_from_json({"choices": [{"message": None}]})
+    assert (bare.text, bare.finish_reason) == ("", "unknown")
+    for broken in ({"choices": []}, {}, ["not", "a", "dict"], {"choices": ["x"]}):
+        with pytest.raises(ProviderError, match="no choices"):
+            completion_from_json(broken)
