@@ -7,6 +7,7 @@ own folder under ``out``; a finished stage is reused, so re-running the demo con
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -54,6 +55,7 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
         resume = (samples_dir / "config.yaml").is_file()
         topics = None if cfg.generate.topics.file else DEMO_TOPICS
         generate(cfg, samples_dir, resume=resume, topics_file=topics)
+        gc.collect()  # the generation model is released: give its memory back before training
     samples = samples_dir / SAMPLES_FILE
 
     # --- 2. prep: validate, dedup, split, render for the model ---------------------------------------------

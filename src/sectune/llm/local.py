@@ -110,6 +110,7 @@ class LocalProvider:
             self._worker.cancel()
             self._worker = None
             self._queue = None
+        self._loaded = None  # release the model: the next stage (e.g. training in the demo) needs the memory
 
 
 def _load(model: str) -> tuple[Any, Any]:
