@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
@@ -126,7 +125,3 @@ def write_run_metadata(folder: str | Path, config: Any, summary: dict[str, Any])
     write_config(folder, config)
     write_json(folder / "summary.json", summary)
     write_json(folder / "versions.json", versions())
-
-
-def python_executable() -> str:
-    return sys.executable

@@ -58,9 +58,7 @@ def load_target(target: str | Path, *, dtype: Any = None) -> tuple[Any, Any]:
 
 
 def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
-    from peft import PeftModel
-
-    from sectune.models.load import load_model, load_tokenizer
+    from sectune.models.load import load_with_adapter
 
     config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
     base = config.get("base_model_name_or_path")
@@ -71,9 +69,7 @@ def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
             field="base_model_name_or_path",
             fix="set it to the base model's registry key or folder",
         )
-    model = PeftModel.from_pretrained(load_model(base, dtype=dtype), str(path))
-    model.eval()
-    return model, load_tokenizer(base)
+    return load_with_adapter(base, path, dtype=dtype)
 
 
 def adapter_logit_change(model: Any, tokenizer: Any) -> float | None:

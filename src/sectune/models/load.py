@@ -189,20 +189,32 @@ def _load_run(run: Path, *, dtype: Any, trust_remote_code: bool):
     if (run / RUN_MODEL).is_dir():
         model = load_model(run / RUN_MODEL, dtype=dtype, trust_remote_code=trust_remote_code)
         tokenizer = load_tokenizer(run / RUN_MODEL, template=template)
-    else:
-        from peft import PeftModel
-
-        base = summary.get("base_model")
-        if not base:
-            raise UserError(
-                "train run has no base_model",
-                file=run / RUN_SUMMARY,
-                field="base_model",
-                fix="re-run sectune train",
-            )
-        model = PeftModel.from_pretrained(
-            load_model(base, dtype=dtype, trust_remote_code=trust_remote_code), str(run / RUN_ADAPTER)
+        model.eval()
+        return model, tokenizer
+    base = summary.get("base_model")
+    if not base:
+        raise UserError(
+            "train run has no base_model",
+            file=run / RUN_SUMMARY,
+            field="base_model",
+            fix="re-run sectune train",
         )
-        tokenizer = load_tokenizer(base, template=template)
+    return load_with_adapter(
+        base, run / RUN_ADAPTER, dtype=dtype, trust_remote_code=trust_remote_code, template=template
+    )
+
+
+def load_with_adapter(
+    base: str | Path,
+    adapter: str | Path,
+    *,
+    dtype: Any = None,
+    trust_remote_code: bool = False,
+    template: str | None = None,
+):
+    """(model, tokenizer) for inference: the base model with a PEFT adapter on top, in eval mode."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_model(base, dtype=dtype, trust_remote_code=trust_remote_code), str(adapter))
     model.eval()
-    return model, tokenizer
+    return model, load_tokenizer(base, trust_remote_code=trust_remote_code, template=template)
