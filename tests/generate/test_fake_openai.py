@@ -63,12 +63,12 @@ def test_429_carries_retry_after_and_500_and_timeout_surface_as_errors():
 
 def test_serves_64_concurrent_requests_in_parallel():
     async def main(base_url):
-        client = openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0)
-        calls = [
-            client.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}]) for i in range(64)
-        ]
-        results = await asyncio.gather(*calls)
-        return results
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0) as client:
+            calls = [
+                client.chat.completions.create(model="m", messages=[{"role": "user", "content": str(i)}])
+                for i in range(64)
+            ]
+            return await asyncio.gather(*calls)
 
     with FakeOpenAI(latency=0.3) as fake:
         results = asyncio.run(main(fake.base_url))

@@ -6,6 +6,7 @@ from typing import Any
 
 from sectune.errors import UserError
 from sectune.llm.base import Completion, Messages, ProviderError
+from sectune.llm.openai_compat import aiohttp_client, classify_sdk_error
 
 # Anthropic's stop reasons in OpenAI's vocabulary, so one guard handles every provider.
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "refusal": "content_filter"}
@@ -30,7 +31,13 @@ class AnthropicProvider:
             ) from None
         self.model = model
         self._key = api_key
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=aiohttp_client(anthropic, timeout),
+        )
 
     async def complete(self, messages: Messages, **params: Any) -> Completion:
         system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
@@ -64,7 +71,5 @@ class AnthropicProvider:
 
 def _classify(exc: Exception, key: str | None) -> ProviderError:
     import anthropic
-
-    from sectune.llm.openai_compat import classify_sdk_error
 
     return classify_sdk_error(anthropic, exc, key)
