@@ -53,13 +53,19 @@ def test_filters_name_their_reason():
 
 def test_deduplicator_catches_exact_and_near_duplicates_but_not_different_samples():
     dedup = Deduplicator(threshold=0.8)
+
+    def check_and_add(question: str, answer: str) -> str | None:
+        return dedup.check_and_add(dedup.fingerprint(question, answer))
+
     answer = "Enable multi-factor authentication, rotate the keys every ninety days and audit the access logs weekly."
-    assert dedup.check_and_add("How do I secure my cloud account?", answer) is None
-    assert dedup.check_and_add("how do I secure my cloud account", "Something else entirely.") == "duplicate"
+    assert check_and_add("How do I secure my cloud account?", answer) is None
+    assert check_and_add("how do I secure my cloud account", "Something else entirely.") == "duplicate"
     near = answer.replace("weekly", "every week")  # 5-gram Jaccard with the first sample: 0.85
-    assert dedup.check_and_add("How do I secure my cloud account today?", near) == "near_duplicate"
-    assert dedup.check_and_add("What is a phishing email?", "A message that tricks you into giving secrets.") is None
+    assert check_and_add("How do I secure my cloud account today?", near) == "near_duplicate"
+    assert check_and_add("What is a phishing email?", "A message that tricks you into giving secrets.") is None
     assert len(dedup) == 2
+    assert dedup.check(dedup.fingerprint("What is a phishing email?", "Other words.")) == "duplicate"
+    assert len(dedup) == 2  # check alone never adds
 
 
 def test_dedup_against_an_existing_dataset(tmp_path):

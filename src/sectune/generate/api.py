@@ -234,7 +234,7 @@ def _write_config(out: Path, cfg: ExperimentConfig) -> None:
 
 async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start) -> dict[str, Any]:
     from sectune.generate.cache import ResponseCache
-    from sectune.generate.engine import Engine
+    from sectune.generate.engine import Engine, gc_frozen
     from sectune.generate.topics import spread_samples
     from sectune.llm.prices import price_for
 
@@ -258,7 +258,8 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
             retry_slots=_retry_slots(state) if retry_failed else None, on_progress=on_progress,
         )  # fmt: skip
         try:
-            await engine.run()
+            with gc_frozen():
+                await engine.run()
         finally:
             samples_log.close()
             requests_log.close()
@@ -335,11 +336,11 @@ def _deduplicator(gen: GenerateConfig, state: RunState):
         return None
     dedup = Deduplicator(gen.quality.near_duplicate_threshold)
     for question, answer in load_existing(gen.quality.against):
-        dedup.add(question, answer)
+        dedup.add_pair(question, answer)
     for row in state.samples:
         pair = first_pair(row)
         if pair:
-            dedup.add(*pair)
+            dedup.add_pair(*pair)
     return dedup
 
 

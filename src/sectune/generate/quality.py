@@ -11,7 +11,9 @@ import json
 import re
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sectune.errors import UserError
 from sectune.generate.config import QualityConfig
@@ -40,6 +42,14 @@ def filter_reason(question: str, answer: str, quality: QualityConfig) -> str | N
     return None
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """What deduplication needs of one sample, computed once: the exact key and the MinHash."""
+
+    exact: str  # digest of the normalised question
+    minhash: Any  # datasketch MinHash of question + answer
+
+
 class Deduplicator:
     """Exact (normalised question) and near-duplicate (MinHash LSH) detection over accepted samples."""
 
@@ -51,50 +61,44 @@ class Deduplicator:
         self._permutations = MinHash(num_perm=num_perm).permutations
         self._exact: set[str] = set()
         self._count = 0
-        self._recent: dict[str, object] = {}  # text → MinHash: check() then add() hash a sample once
 
-    def _minhash(self, text: str):
-        if text in self._recent:
-            return self._recent[text]
+    def fingerprint(self, question: str, answer: str) -> Fingerprint:
         from datasketch import MinHash
 
-        if len(self._recent) > 256:
-            self._recent.clear()
-        norm = normalise(text)
-        shingles = {norm[i : i + 5] for i in range(max(1, len(norm) - 4))}
+        exact = hashlib.sha1(normalise(question).encode()).hexdigest()
+        text = normalise(f"{question} {answer}").encode()
+        shingles = {text[i : i + 5] for i in range(max(1, len(text) - 4))}  # byte 5-grams: no per-shingle encode
         # Shared permutations and crc32 (stable, ~10x cheaper than the default sha1): ~0.3 ms less per sample.
-        mh = MinHash(num_perm=self.num_perm, hashfunc=zlib.crc32, permutations=self._permutations, scheme="affine32")
-        mh.update_batch([s.encode() for s in shingles])
-        self._recent[text] = mh
-        return mh
+        minhash = MinHash(
+            num_perm=self.num_perm, hashfunc=zlib.crc32, permutations=self._permutations, scheme="affine32"
+        )
+        minhash.update_batch(shingles)
+        return Fingerprint(exact, minhash)
 
-    def check(self, question: str, answer: str) -> str | None:
+    def check(self, fingerprint: Fingerprint) -> str | None:
         """ "duplicate", "near_duplicate" or None (not added: call :meth:`add` once accepted)."""
-        if _digest(question) in self._exact:
+        if fingerprint.exact in self._exact:
             return "duplicate"
-        if self._lsh.query(self._minhash(f"{question} {answer}")):
+        if self._lsh.query(fingerprint.minhash):
             return "near_duplicate"
         return None
 
-    def add(self, question: str, answer: str) -> None:
-        self._exact.add(_digest(question))
-        text = f"{question} {answer}"
-        self._lsh.insert(f"s{self._count}", self._minhash(text))
-        self._recent.pop(text, None)
+    def add(self, fingerprint: Fingerprint) -> None:
+        self._exact.add(fingerprint.exact)
+        self._lsh.insert(f"s{self._count}", fingerprint.minhash)
         self._count += 1
 
-    def check_and_add(self, question: str, answer: str) -> str | None:
-        reason = self.check(question, answer)
+    def add_pair(self, question: str, answer: str) -> None:
+        self.add(self.fingerprint(question, answer))
+
+    def check_and_add(self, fingerprint: Fingerprint) -> str | None:
+        reason = self.check(fingerprint)
         if reason is None:
-            self.add(question, answer)
+            self.add(fingerprint)
         return reason
 
     def __len__(self) -> int:
         return self._count
-
-
-def _digest(question: str) -> str:
-    return hashlib.sha1(normalise(question).encode()).hexdigest()
 
 
 def first_pair(row: dict) -> tuple[str, str] | None:
