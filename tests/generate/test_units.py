@@ -361,3 +361,62 @@ def test_completion_from_plain_json_answers_and_malformed_ones():
     for broken in ({"choices": []}, {}, ["not", "a", "dict"], {"choices": ["x"]}):
         with pytest.raises(ProviderError, match="no choices"):
             completion_from_json(broken)
+
+
+def test_gc_frozen_freezes_during_the_run_and_restores_only_its_own_freeze():
+    import gc
+
+    from sectune.generate.engine import gc_frozen
+
+    assert gc.get_freeze_count() == 0
+    with gc_frozen():
+        assert gc.get_freeze_count() > 0  # objects that existed before the run are out of every GC pass
+    assert gc.get_freeze_count() == 0
+    gc.freeze()  # someone else (a server embedding sectune) froze first: leave their freeze in place
+    try:
+        with gc_frozen():
+            pass
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+class RecordingProvider:
+    """An in-process provider that records when each request starts (valid, unique samples after 0.5 s)."""
+
+    name = "openai"
+    model = "fake-model"
+    supports_json = True
+
+    def __init__(self, batches_requests: bool = False):
+        self.batches_requests = batches_requests
+        self.starts: list[float] = []
+
+    async def complete(self, messages, **params):
+        import time
+
+        from sectune.llm.base import Completion
+
+        self.starts.append(time.monotonic())
+        await asyncio.sleep(0.5)  # longer than the ramp: every sample goes to its own worker
+        return Completion(sample_responder({"messages": messages}), "stop", 10, 10)
+
+    async def aclose(self):
+        return None
+
+
+def test_first_requests_start_spread_over_the_ramp_up_unless_the_provider_batches(tmp_path):
+    topics = tmp_path / "topics.jsonl"
+    topics.write_text("".join(json.dumps({"path": ["Security", f"Area {i}"]}) + "\n" for i in range(4)))
+    cfg = make_config("http://127.0.0.1:9", num_samples=4, max_in_flight=4, ramp_up_s=0.3, topics={"file": str(topics)})
+    spread = RecordingProvider()
+    generate(cfg, tmp_path / "spread", provider=spread)
+    offsets = [t - spread.starts[0] for t in spread.starts[:4]]
+    assert len(spread.starts) == 4  # spacing 0.075 s; asyncio may wake a timer ~1 ms early
+    assert all(offset >= 0.075 * i - 0.01 for i, offset in enumerate(offsets)), offsets
+
+    batching = RecordingProvider(batches_requests=True)  # the local model answers requests sent together at once
+    generate(cfg, tmp_path / "together", provider=batching)
+    assert (
+        len(batching.starts) == 4 and batching.starts[3] - batching.starts[0] < 0.45
+    )  # not spread: the ramp would put 0.45 s between them

@@ -36,8 +36,8 @@ TOPICS_FILE = "topics.jsonl"
 # Settings that may change between a run and its resume: they bound requests or outputs, not answers.
 RESUMABLE_FIELDS = {
     "num_samples", "max_tokens", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_in_flight",
-    "rpm", "tpm", "max_requests_factor", "budget_usd", "prices", "local_batch_size", "cache_dir", "formats",
-    "base_url", "api_key_env",
+    "ramp_up_s", "rpm", "tpm", "max_requests_factor", "budget_usd", "prices", "local_batch_size", "cache_dir",
+    "formats", "base_url", "api_key_env",
 }  # fmt: skip
 
 

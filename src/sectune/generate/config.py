@@ -76,6 +76,7 @@ class GenerateConfig(StrictModel):
     backoff_initial_s: float = Field(0.5, ge=0)
     backoff_max_s: float = Field(30.0, ge=0)
     max_in_flight: int = Field(16, ge=1)
+    ramp_up_s: float = Field(0.2, ge=0)  # the first max_in_flight requests start spread over this time
     rpm: int | None = Field(None, ge=1)  # requests per minute
     tpm: int | None = Field(None, ge=1)  # tokens per minute (prompt estimate + max_tokens per request)
     max_requests_factor: float = Field(3.0, ge=1)  # stop after num_samples × this many answers

@@ -28,6 +28,7 @@ class LocalProvider:
     name = "local"
     supports_json = False  # the 135M model almost never writes valid JSON: ask for labelled text
     supports_prefill = True  # a conversation ending with an assistant message is continued, not answered
+    batches_requests = True  # requests sent together are answered together: no staggered start
 
     def __init__(self, model: str | Path, *, batch_size: int = 8, batch_wait_s: float = 0.05, seed: int = 0):
         self.model = str(model)
