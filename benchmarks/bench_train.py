@@ -1,7 +1,8 @@
 """LoRA on SmolLM2-135M (CPU): sectune's training defaults vs trl's defaults, same data, same steps.
 
 Each variant runs in its own subprocess so that its peak RSS is its own. Prints tokens/s, peak RSS and
-the ratio against trl's defaults. Usage: .venv/bin/python benchmarks/bench_train.py [--steps 8] [--rows 100]
+the ratio against trl's defaults. Data: the seed's rows from ../shared when present, else synthetic rows of the
+same shape. Usage: .venv/bin/python benchmarks/bench_train.py [--steps 8] [--rows 100]
 """
 
 from __future__ import annotations
@@ -18,11 +19,36 @@ from pathlib import Path
 SEED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed" / "output_01.jsonl"
 
 
-def write_dataset(folder: Path, rows: int) -> Path:
-    lines = SEED_DATA.read_text(encoding="utf-8").splitlines()[:rows]
+def write_dataset(folder: Path, rows: int) -> tuple[Path, str]:
+    """The seed's GPT-4o rows when ../shared is there, else synthetic rows of the same shape and lengths."""
+    if SEED_DATA.is_file():
+        lines, source = SEED_DATA.read_text(encoding="utf-8").splitlines()[:rows], f"{SEED_DATA.name} (seed)"
+    else:
+        lines, source = [json.dumps(row) for row in synthetic_rows(rows)], "synthetic rows shaped like the seed's"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
+    return folder, source
+
+
+def synthetic_rows(count: int, seed: int = 0) -> list[dict]:
+    """Two-turn rows like the seed's (questions ~16 words, answers 60-230 words), words from the packaged MCQ set.
+
+    Throughput depends on lengths and turns, not on meaning; this keeps the benchmark runnable without ../shared.
+    """
+    import random
+    from importlib.resources import files
+
+    questions = json.loads((files("sectune.resources") / "benchmarks" / "cyber-mini.json").read_text())["questions"]
+    words = sorted({w for q in questions for text in [q["question"], *q["answers"].values()] for w in text.split()})
+    rng = random.Random(seed)
+
+    def turn() -> list[dict]:
+        question = rng.choice(questions)["question"]
+        answer = " ".join(rng.choices(words, k=rng.randint(60, 230)))
+        return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+    system = {"role": "system", "content": "You are a helpful cybersecurity and IT support assistant."}
+    return [{"messages": [system, *turn(), *turn()]} for _ in range(count)]
 
 
 def run_sectune(dataset: Path, out: Path, steps: int) -> dict:
@@ -97,7 +123,8 @@ def main() -> None:
         child(args.child, args.dataset, args.out, args.steps)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = write_dataset(Path(tmp) / "dataset", args.rows)
+        dataset, source = write_dataset(Path(tmp) / "dataset", args.rows)
+        print(f"data: {args.rows} rows, {source}; {args.steps} steps each")
         results = {}
         for variant in ("trl", "sectune"):
             command = [sys.executable, __file__, "--child", variant, "--dataset", str(dataset)]

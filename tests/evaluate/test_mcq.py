@@ -171,6 +171,14 @@ def test_trivial_baselines_by_hand():
     assert base["longest_option"]["value"] == pytest.approx(2 / 3)  # questions 2 and 3
 
 
+def test_packaged_cyber_mini_cannot_be_passed_by_picking_the_longest_or_a_constant_letter():
+    """The packaged set must measure knowledge: its trivial baselines stay at chance level (1 in 4)."""
+    bench = mcq.load_benchmark("cyber-mini")
+    base = mcq.baselines(bench.questions, samples=100, seed=0)
+    assert base["longest_option"]["value"] <= 0.3
+    assert base["most_frequent_gold_letter"]["value"] <= 0.3
+
+
 def test_scoring_a_real_tiny_model_is_deterministic_and_batch_invariant(tiny_model_dir, tiny_tokenizer):
     from sectune.models.load import load_for_inference
 
