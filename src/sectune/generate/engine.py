@@ -322,16 +322,14 @@ class Engine:
     async def _check(self, parsed: Parsed) -> str | None:
         """The rejection reason of a parsed sample, or None (and the sample is reserved in the deduplicator)."""
         reason = filter_reason(parsed.question, parsed.answer, self.cfg.quality)
-        if reason is not None:
-            return reason
-        fingerprint = self.dedup.fingerprint(parsed.question, parsed.answer) if self.dedup is not None else None
-        if self.judge is not None:
-            # A duplicate is not worth a judge call; the judge awaits, so check again after it (below).
-            reason = self.dedup.check(fingerprint) if self.dedup and fingerprint else None
-            reason = reason or await self._llm_judge(parsed)
-        if reason is None and self.dedup is not None and fingerprint is not None:
-            reason = self.dedup.check_and_add(fingerprint)
-        return reason
+        if reason is not None or self.dedup is None:
+            return reason or (await self._llm_judge(parsed) if self.judge is not None else None)
+        fingerprint = self.dedup.fingerprint(parsed.question, parsed.answer)
+        if self.judge is not None:  # a duplicate is not worth a judge call
+            reason = self.dedup.check(fingerprint) or await self._llm_judge(parsed)
+            if reason is not None:
+                return reason
+        return self.dedup.check_and_add(fingerprint)  # (again after the judge: others finished while it ran)
 
     async def _llm_judge(self, parsed: Parsed) -> str | None:
         assert self.judge is not None
