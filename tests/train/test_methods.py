@@ -61,7 +61,7 @@ def test_method_trains_and_changes_only_what_it_should(method, tiny_config, tiny
 
 
 @pytest.mark.parametrize("method", ["full", "lora", "qlora"])  # 8-bit writes what lora writes
-def test_train_writes_the_run_folder_contract(method, tiny_config, tiny_dataset, tmp_path):
+def test_train_writes_the_run_folder_contract(method, tiny_config, tiny_dataset, tmp_path, capsys):
     from sectune.runs import read_json
     from sectune.train.api import is_finished, partial_dir, train
 
@@ -90,3 +90,6 @@ def test_train_writes_the_run_folder_contract(method, tiny_config, tiny_dataset,
         assert summary["eval_loss_from"] == "training instance"
     assert 0.0 <= summary["stop_check"]["stop_rate"] <= 1.0 and summary["stop_check"]["prompts"] == 2
     assert (out / "config.yaml").is_file() and (out / "versions.json").is_file()
+    printed = capsys.readouterr()
+    log_lines = [line for line in (printed.out + printed.err).splitlines() if line.startswith("step ")]
+    assert log_lines and "loss" in log_lines[0] and "{'" not in printed.out + printed.err  # no raw log dicts

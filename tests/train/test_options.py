@@ -77,3 +77,11 @@ def test_packing_and_padding_free_settings(tiny_config, tiny_dataset, tmp_path):
             gradient_checkpointing=False,
             has_validation=False,
         )
+
+
+def test_log_lines_are_short_and_skip_what_is_not_a_number():
+    from sectune.train.run import format_log_line
+
+    logs = {"loss": 1.66123, "learning_rate": 0.00019, "epoch": "1.43", "total_flos": 5e12, "note": "x"}
+    assert format_log_line(logs, 10, 30) == "step 10/30 · loss 1.661 · lr 1.9e-04 · epoch 1.43"
+    assert format_log_line({"eval_loss": 1.7691}, 30, 30) == "step 30/30 · eval_loss 1.769"

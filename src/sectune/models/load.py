@@ -9,12 +9,20 @@ CPU): ``load_for_inference`` always loads a fresh instance.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from sectune.errors import UserError
 from sectune.registry.models import REGISTRY, ModelSpec
+
+# Known third-party noise on every CPU run, with nothing for the user to do about it: bitsandbytes tries to
+# download a CPU kernel from the hub (sectune stays offline; its fallback is used), and peft/trl call a
+# transformers method deprecated in 5.x.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 Quantization = Literal["4bit", "8bit"] | None
 RUN_SUMMARY = "summary.json"

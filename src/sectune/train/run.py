@@ -279,7 +279,7 @@ def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_
     if args.load_best_model_at_end:
         patience = session.train.early_stopping_patience or 1  # load_best_model_at_end implies a patience is set
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
@@ -287,6 +287,51 @@ def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    use_compact_log_lines(trainer)
+    return trainer
+
+
+# What a log line shows, in order, under short names; anything else (runtimes, flos) stays in the trackers.
+LOG_FIELDS = {
+    "loss": "loss", "eval_loss": "eval_loss", "grad_norm": "grad_norm", "learning_rate": "lr",
+    "mean_token_accuracy": "token_acc", "eval_mean_token_accuracy": "eval_token_acc", "epoch": "epoch",
+    "train_loss": "mean train loss", "train_runtime": "runtime_s",
+}  # fmt: skip
+
+
+def format_log_line(logs: dict[str, Any], step: int, max_steps: int) -> str:
+    """One short line per trainer log, e.g. ``step 10/30 · loss 1.661 · lr 1.9e-04 · epoch 1.43``."""
+    parts = [f"step {step}/{max_steps}"]
+    for key, label in LOG_FIELDS.items():
+        value = logs.get(key)
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                continue
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {value:.1e}" if key == "learning_rate" else f"{label} {value:.4g}")
+    return " · ".join(parts)
+
+
+def use_compact_log_lines(trainer: Any) -> None:
+    """Replace transformers' printed log dicts with one short line each (above the progress bar on a TTY)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                self.training_bar.write(format_log_line(logs, state.global_step, state.max_steps))
+
+    class CompactPrinter(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs:
+                print(format_log_line(logs, state.global_step, state.max_steps), flush=True)
+
+    had_bar = any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(CompactProgress() if had_bar else CompactPrinter())
 
 
 def log_last_step_callback():
@@ -350,6 +395,7 @@ def separate_instance_loss(session: Session, args: Any, rows: list, tokenizer: A
     evaluator = SFTTrainer(
         model=model, args=eval_args, train_dataset=rows_dataset, eval_dataset=rows_dataset, processing_class=tokenizer
     )
+    use_compact_log_lines(evaluator)
     return float(evaluator.evaluate()["eval_loss"])
 
 
