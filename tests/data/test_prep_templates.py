@@ -38,6 +38,10 @@ LLAMA3_TURNS = (
     "<|start_header_id|>user<|end_header_id|>\n\nAnd a VPN?<|eot_id|>"
     "<|start_header_id|>assistant<|end_header_id|>\n\nIt encrypts traffic.<|eot_id|>"
 )
+LLAMA31_SYSTEM = (  # Llama 3.1 / 3.2 always open with this system turn, system prompt or not (date fixed by sectune)
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+    "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+)
 PHI3_TURNS = (
     "<|user|>\nWhat is a firewall?<|end|>\n<|assistant|>\nIt filters traffic.<|end|>\n"
     "<|user|>\nAnd a VPN?<|end|>\n<|assistant|>\nIt encrypts traffic.<|end|>\n<|endoftext|>"
@@ -65,11 +69,22 @@ GOLDEN: dict[str, tuple[str, str, str]] = {
         "<|begin_of_text|>" + LLAMA3_TURNS,
         "<|start_header_id|>assistant<|end_header_id|>\n\n",
     ),
+    "llama3.1": (
+        LLAMA31_SYSTEM + "You are a security assistant.<|eot_id|>" + LLAMA3_TURNS,
+        LLAMA31_SYSTEM + "<|eot_id|>" + LLAMA3_TURNS,
+        "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    ),
     "mistral": (  # no system role: folded into the first user turn
         "<s>[INST] You are a security assistant.\n\nWhat is a firewall? [/INST]It filters traffic.</s>"
         "[INST] And a VPN? [/INST]It encrypts traffic.</s>",
         "<s>[INST] What is a firewall? [/INST]It filters traffic.</s>[INST] And a VPN? [/INST]It encrypts traffic.</s>",
         "[INST] What is a firewall? [/INST]",
+    ),
+    "mistral-v3": (  # no space before [/INST], one before the answer; system prompt before the LAST user message
+        "<s>[INST] What is a firewall?[/INST] It filters traffic.</s>"
+        "[INST] You are a security assistant.\n\nAnd a VPN?[/INST] It encrypts traffic.</s>",
+        "<s>[INST] What is a firewall?[/INST] It filters traffic.</s>[INST] And a VPN?[/INST] It encrypts traffic.</s>",
+        "[INST] What is a firewall?[/INST]",
     ),
     "gemma": (  # no system role: folded into the first user turn
         "<bos><start_of_turn>user\nYou are a security assistant.\n\nWhat is a firewall?<end_of_turn>\n"
@@ -136,7 +151,21 @@ def test_families_without_system_role_fold_it_into_first_user_turn(family, famil
     assert "system" not in text
 
 
-@pytest.mark.parametrize("family", ["mistral", "gemma"])
+def test_mistral_v3_puts_the_system_prompt_before_the_last_user_message(family_tokenizer):
+    """As mistral-common (Mistral's reference tokenizer) does. The stock v0.3 hub template adds it only when the
+    conversation ends on that user message, so a training row ending with an answer would lose it."""
+    spec = REGISTRY["mistral-7b-instruct-v0.3"]
+    assert spec.family == "mistral-v3" and spec.system_role is False
+    tokenizer = family_tokenizer("mistral-v3")
+    text = tokenizer.apply_chat_template([SYSTEM, *CHAT], tokenize=False)
+    assert text.count("You are a security assistant.") == 1
+    assert text.index("What is a firewall?") < text.index("You are a security assistant.") < text.index("And a VPN?")
+    assert "system" not in text
+    one_turn = tokenizer.apply_chat_template([SYSTEM, *CHAT[:2]], tokenize=False)
+    assert one_turn == "<s>[INST] You are a security assistant.\n\nWhat is a firewall?[/INST] It filters traffic.</s>"
+
+
+@pytest.mark.parametrize("family", ["mistral", "mistral-v3", "gemma"])
 def test_alternation_enforced_where_the_official_template_enforces_it(family, family_tokenizer):
     with pytest.raises(Exception, match="alternate"):
         family_tokenizer(family).apply_chat_template([CHAT[0], CHAT[0], CHAT[1]], tokenize=False)
@@ -164,3 +193,110 @@ def test_smollm2_template_matches_the_stock_one_byte_for_byte():
                 for template in (ours, stock.read_text(encoding="utf-8"))
             ]
             assert rendered[0] == rendered[1]
+
+
+# Whole inference prompts (add_generation_prompt=True), written from the official formats: what a server rendering
+# the official template sends the model. Each must also be the start of the training text of the same conversation.
+LLAMA31_PROMPT_TURNS = (
+    "<|start_header_id|>user<|end_header_id|>\n\nWhat is a firewall?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\nIt filters traffic.<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\nAnd a VPN?<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+PROMPTS: dict[str, list[tuple[list[dict[str, str]], str]]] = {
+    "llama3.1": [
+        (
+            CHAT[:1],
+            LLAMA31_SYSTEM + "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nWhat is a firewall?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        ),
+        (CHAT[:3], LLAMA31_SYSTEM + "<|eot_id|>" + LLAMA31_PROMPT_TURNS),
+        ([SYSTEM, *CHAT[:3]], LLAMA31_SYSTEM + "You are a security assistant.<|eot_id|>" + LLAMA31_PROMPT_TURNS),
+    ],
+    "mistral-v3": [
+        (CHAT[:1], "<s>[INST] What is a firewall?[/INST]"),
+        ([SYSTEM, CHAT[0]], "<s>[INST] You are a security assistant.\n\nWhat is a firewall?[/INST]"),
+        (CHAT[:3], "<s>[INST] What is a firewall?[/INST] It filters traffic.</s>[INST] And a VPN?[/INST]"),
+        (
+            [SYSTEM, *CHAT[:3]],
+            "<s>[INST] What is a firewall?[/INST] It filters traffic.</s>"
+            "[INST] You are a security assistant.\n\nAnd a VPN?[/INST]",
+        ),
+    ],
+}
+
+
+@pytest.mark.parametrize("family", sorted(PROMPTS))
+def test_inference_prompt_is_the_official_one_and_starts_the_training_text(family, family_tokenizer):
+    from sectune.data.render import prompt_completion
+
+    tokenizer = family_tokenizer(family)
+    for conversation, golden in PROMPTS[family]:
+        assert tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True) == golden
+        answer = CHAT[sum(m["role"] != "system" for m in conversation)]
+        row = [*conversation, answer]
+        pair = prompt_completion(tokenizer, row)  # raises when the prompt is not a prefix of the training text
+        assert tokenizer.bos_token + pair["prompt"] == golden  # the BOS the tokenizer adds itself is left out
+        assert tokenizer.apply_chat_template(row, tokenize=False) == golden + pair["completion"]
+    with_system = next(golden for conversation, golden in PROMPTS[family] if conversation == [SYSTEM, *CHAT[:3]])
+    assert GOLDEN[family][0].startswith(with_system)
+
+
+@pytest.mark.parametrize(
+    ("family", "answers"),
+    [
+        ("llama3.1", ["It filters traffic.<|eot_id|>", "It encrypts traffic.<|eot_id|>"]),
+        # after [/INST] the model writes " answer</s>": the space is its output (alone a token before some
+        # answers), so it is trained with the answer
+        ("mistral-v3", [" It filters traffic.</s>", " It encrypts traffic.</s>"]),
+    ],
+)
+def test_generation_spans_are_exactly_the_answers_and_end_of_turn(family, answers):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from sectune.data.families import FAMILIES
+    from sectune.registry.models import template_path
+
+    tokens = FAMILIES[family]
+    rendered = render_jinja_template(
+        [[SYSTEM, *CHAT]],
+        chat_template=template_path(family).read_text(encoding="utf-8"),
+        return_assistant_tokens_mask=True,
+        bos_token=tokens.bos,
+        eos_token=tokens.eos,
+    )
+    text, spans = rendered[0][0], rendered[1][0]
+    assert [text[start:end] for start, end in spans] == answers
+
+
+@pytest.mark.parametrize("name", ["llama3_1", "llama3_2"])
+def test_llama31_renders_as_the_official_llama_3_1_and_3_2_templates(name):
+    """The official Llama 3.1 / 3.2 templates, as trl ships them (trl/chat_templates), rendered by transformers.
+
+    3.2's stock template writes today's date (strftime_now): rendered here with 3.1's default date, the one
+    sectune fixes. Tool calling aside, the official text equals sectune's, markers aside.
+    """
+    from importlib import resources
+
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from sectune.registry.models import template_path
+
+    official = resources.files("trl") / "chat_templates" / f"{name}.jinja"
+    if not official.is_file():
+        pytest.skip(f"this trl version ships no {name}.jinja")
+    ours = template_path("llama3.1").read_text(encoding="utf-8")
+    tokens = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
+    for conversation in ([SYSTEM, *CHAT], CHAT, [SYSTEM, *CHAT[:3]], CHAT[:3], [SYSTEM, CHAT[0]], CHAT[:1]):
+        generation_prompt = conversation[-1]["role"] == "user"
+        mine = render_jinja_template(
+            [conversation], chat_template=ours, add_generation_prompt=generation_prompt, **tokens
+        )
+        theirs = render_jinja_template(
+            [conversation],
+            chat_template=official.read_text(encoding="utf-8"),
+            add_generation_prompt=generation_prompt,
+            date_string="26 Jul 2024",
+            **tokens,
+        )
+        assert mine[0][0] == theirs[0][0]

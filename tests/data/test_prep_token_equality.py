@@ -61,7 +61,7 @@ def test_prompt_completion_export_tokenises_to_the_same_ids(key, family_tokenize
         prompt_ids = list(_tokenize(tokenizer, pair["prompt"])["input_ids"])
         assert ids[: len(prompt_ids)] == prompt_ids  # the prompt is a token prefix: trl trains the exact context
         answer = messages[-1]["content"]
-        assert pair["completion"].startswith(answer.strip())
+        assert pair["completion"].removeprefix(" ").startswith(answer.strip())  # Mistral v0.3: " answer</s>"
 
 
 def test_train_template_is_the_one_stored_with_the_dataset(tmp_path, chat_jsonl, cfg, family_tokenizer):

@@ -22,8 +22,9 @@ def models() -> None:
     from sectune.registry.models import REGISTRY
 
     table = Table(title="sectune model registry")
+    min_width = {"family": max(len(spec.family) for spec in REGISTRY.values())}  # names the template file: never cut
     for column in ("key", "hub id", "family", "params", "LoRA targets", "r/alpha/lr", "notes"):
-        table.add_column(column)
+        table.add_column(column, min_width=min_width.get(column))
     for spec in REGISTRY.values():
         d = spec.defaults
         notes = "; ".join(n for n in (spec.note, "gated" if spec.gated else "") if n)

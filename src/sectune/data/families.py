@@ -45,6 +45,14 @@ FAMILIES: dict[str, FamilyTokens] = {
         special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
         adds_bos=True,
     ),
+    "llama3.1": FamilyTokens(  # Llama 3.1 / 3.2: same tokens as Llama 3 (the template differs: a dated system turn)
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        pad=None,
+        end_of_turn="<|eot_id|>",
+        special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        adds_bos=True,
+    ),
     "mistral": FamilyTokens(
         bos="<s>",
         eos="</s>",
@@ -52,6 +60,15 @@ FAMILIES: dict[str, FamilyTokens] = {
         end_of_turn="</s>",
         unk="<unk>",
         special=["<unk>", "<s>", "</s>"],
+        adds_bos=True,
+    ),
+    "mistral-v3": FamilyTokens(  # Mistral v0.3 (tokenizer v3): [INST] and [/INST] are control tokens
+        bos="<s>",
+        eos="</s>",
+        pad=None,
+        end_of_turn="</s>",
+        unk="<unk>",
+        special=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
         adds_bos=True,
     ),
     "gemma": FamilyTokens(

@@ -100,7 +100,7 @@ _MODELS = [
     ModelSpec(
         key="mistral-7b-instruct-v0.3",
         hub_id="mistralai/Mistral-7B-Instruct-v0.3",
-        family="mistral",
+        family="mistral-v3",
         lora_targets=ATTENTION,
         arch=_arch(7.25, 4096, 32, 14336, 32768, 32, 8),
         system_role=False,
@@ -116,7 +116,7 @@ _MODELS = [
     ModelSpec(
         key="llama-3.1-8b-instruct",
         hub_id="meta-llama/Meta-Llama-3.1-8B-Instruct",
-        family="llama3",
+        family="llama3.1",
         lora_targets=ATTENTION,
         arch=LLAMA3_8B,
         gated=True,
@@ -124,7 +124,7 @@ _MODELS = [
     ModelSpec(
         key="llama-3.2-1b-instruct",
         hub_id="meta-llama/Llama-3.2-1B-Instruct",
-        family="llama3",
+        family="llama3.1",
         lora_targets=ATTENTION,
         arch=_arch(1.24, 2048, 16, 8192, 128256, 32, 8),
         gated=True,
