@@ -62,14 +62,18 @@ def run_sectune(dataset: Path, out: Path, steps: int) -> dict:
 
 
 def _settings(train) -> str:
+    from sectune.train.model import resolve_batch
+
+    batch, accum = resolve_batch(train.batch_size, train.grad_accum)
     return (
-        f"batch {train.batch_size}×{train.grad_accum}, padding_free={train.padding_free}, "
+        f"batch {batch}×{accum}, padding_free={train.padding_free}, "
         f"precision={train.precision}, checkpointing={train.gradient_checkpointing}"
     )
 
 
 def run_trl_defaults(dataset: Path, out: Path, steps: int) -> dict:
-    """The same model, LoRA and batch through trl with its own defaults (checkpointing on, padded batches)."""
+    """The same model and LoRA through trl with its own defaults (checkpointing on, padded batches of 8 rows:
+    the same 8 rows per update as sectune's default)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -86,8 +90,6 @@ def run_trl_defaults(dataset: Path, out: Path, steps: int) -> dict:
     args = SFTConfig(
         output_dir=str(out),
         max_steps=steps,
-        per_device_train_batch_size=cfg.train.batch_size,
-        gradient_accumulation_steps=cfg.train.grad_accum,
         learning_rate=cfg.train.learning_rate,
         assistant_only_loss=True,
         use_cpu=True,
@@ -101,7 +103,10 @@ def run_trl_defaults(dataset: Path, out: Path, steps: int) -> dict:
     started = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - started
-    settings = f"trl SFTConfig defaults: checkpointing={args.gradient_checkpointing}, bf16={args.bf16}, padded"
+    settings = (
+        f"trl SFTConfig defaults: batch {args.per_device_train_batch_size}×{args.gradient_accumulation_steps}, "
+        f"checkpointing={args.gradient_checkpointing}, bf16={args.bf16}, padded"
+    )
     return {"tokens_per_s": trainer.state.num_input_tokens_seen / runtime, "settings": settings}
 
 

@@ -77,6 +77,7 @@ def test_train_writes_the_run_folder_contract(method, tiny_config, tiny_dataset,
         assert summary[key] > 0, key
     assert summary["base_model"].endswith("tiny-model0") or summary["base_model"] == str(tiny_config().model)
     assert summary["method"] == method
+    assert (summary["batch_size"], summary["grad_accum"]) == (4, 1)  # what tiny_config set, as the trainer ran it
     assert math.isfinite(summary["final_train_loss"]) and math.isfinite(summary["eval_loss"])
     losses = [entry["loss"] for entry in summary["log_history"] if "loss" in entry]
     assert losses[-1] < losses[0] and summary["final_train_loss"] == losses[-1]

@@ -85,3 +85,23 @@ def test_log_lines_are_short_and_skip_what_is_not_a_number():
     logs = {"loss": 1.66123, "learning_rate": 0.00019, "epoch": "1.43", "total_flos": 5e12, "note": "x"}
     assert format_log_line(logs, 10, 30) == "step 10/30 · loss 1.661 · lr 1.9e-04 · epoch 1.43"
     assert format_log_line({"eval_loss": 1.7691}, 30, 30) == "step 30/30 · eval_loss 1.769"
+
+
+def test_batch_auto_is_one_row_per_step_on_cpu_four_on_gpu_and_eight_rows_per_update(monkeypatch):
+    from sectune.train import model
+
+    monkeypatch.setattr(model, "has_cuda", lambda: False)
+    assert model.resolve_batch("auto", "auto") == (1, 8)
+    assert model.resolve_batch(2, "auto") == (2, 4) and model.resolve_batch(16, "auto") == (16, 1)
+    assert model.resolve_batch("auto", 3) == (1, 3) and model.resolve_batch(4, 2) == (4, 2)
+    monkeypatch.setattr(model, "has_cuda", lambda: True)
+    assert model.resolve_batch("auto", "auto") == (4, 2)
+
+
+def test_batch_settings_refuse_zero_and_words_other_than_auto():
+    from sectune.config import load_config
+
+    assert load_config(None, ["train.batch_size=2"]).train.batch_size == 2
+    for bad in ("train.batch_size=0", "train.grad_accum=many"):
+        with pytest.raises(UserError):
+            load_config(None, [bad])

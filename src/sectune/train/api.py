@@ -42,7 +42,7 @@ def plan(
     """
     from sectune.models.load import ResolvedModel, resolve_model
     from sectune.registry.models import REGISTRY
-    from sectune.train.model import lora_targets, resolve_precision
+    from sectune.train.model import lora_targets, resolve_batch, resolve_precision
     from sectune.train.plan import plan_for_machine
 
     train_cfg = cfg.train
@@ -63,7 +63,7 @@ def plan(
             "spec": spec or ref,
             "arch": arch,
             "method": method or train_cfg.method,
-            "batch_size": batch_size or train_cfg.batch_size,
+            "batch_size": batch_size or resolve_batch(train_cfg.batch_size, train_cfg.grad_accum)[0],
             "max_length": max_length or train_cfg.max_length or cfg.prep.max_length,
             "lora_r": train_cfg.lora.r,
             "lora_targets": targets,

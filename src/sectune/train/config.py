@@ -7,11 +7,13 @@ The LoRA numbers are the seed project's recipe (r16, alpha 32, dropout 0.05 on q
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from sectune.schema import StrictModel
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 Method = Literal["full", "lora", "qlora", "qlora-8bit"]
 Tracker = Literal["tensorboard", "mlflow", "wandb"]
@@ -43,8 +45,10 @@ class TrainConfig(StrictModel):
     learning_rate: float = Field(2e-4, gt=0)
     epochs: float = Field(3, gt=0)
     max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = Field(4, ge=1)  # per device
-    grad_accum: int = Field(2, ge=1)  # effective batch = batch_size × grad_accum × devices
+    # auto: 1 row per step on CPU, 4 on GPU; grad_accum auto makes 8 rows per update. On CPU (SmolLM2, seed data)
+    # one row per step vs 4 gave LoRA 1.17x, QLoRA 1.8x, full 1.0x the tokens/s at 0.7x / 0.67x / 0.84x the peak.
+    batch_size: PositiveInt | Literal["auto"] = "auto"  # per device
+    grad_accum: PositiveInt | Literal["auto"] = "auto"  # effective batch = batch_size × grad_accum × devices
     warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0)
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0

@@ -34,6 +34,16 @@ def has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
+ROWS_PER_UPDATE = 8  # per device, when grad_accum is auto
+
+
+def resolve_batch(batch_size: int | str, grad_accum: int | str) -> tuple[int, int]:
+    """(rows per step, steps per update) for the config's values ("auto": 1 on CPU, 4 on GPU; 8 rows per update)."""
+    batch = (4 if has_cuda() else 1) if batch_size == "auto" else int(batch_size)
+    accum = max(1, ROWS_PER_UPDATE // batch) if grad_accum == "auto" else int(grad_accum)
+    return batch, accum
+
+
 def resolve_precision(requested: str) -> str:
     """bf16, fp16 or fp32 for ``requested`` (auto: bf16 where the hardware has it)."""
     import torch

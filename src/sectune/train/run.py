@@ -177,9 +177,10 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
     """trl's SFTConfig from sectune's TrainConfig (the measured defaults, not trl's)."""
     from trl import SFTConfig
 
-    from sectune.train.model import has_cuda
+    from sectune.train.model import has_cuda, resolve_batch
 
     train = session.train
+    batch_size, grad_accum = resolve_batch(train.batch_size, train.grad_accum)
     evaluate_in_training = has_validation and train.method != "qlora"  # 4-bit guard: no eval forward
     if has_validation and train.method == "qlora" and train.early_stopping_patience is not None:
         log.warning(
@@ -211,9 +212,9 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
         learning_rate=train.learning_rate,
         num_train_epochs=train.epochs,
         max_steps=train.max_steps,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.grad_accum,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        gradient_accumulation_steps=grad_accum,
         warmup_steps=train.warmup_ratio,
         lr_scheduler_type=train.lr_scheduler,
         weight_decay=train.weight_decay,
@@ -497,6 +498,8 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         "precision": precision,
         "gradient_checkpointing": checkpointing,
         "gradient_checkpointing_reason": checkpointing_reason,
+        "batch_size": args.per_device_train_batch_size,
+        "grad_accum": args.gradient_accumulation_steps,
         "lora_targets": built.target_modules,
         "trainable_params": built.trainable_params,
         "total_params": built.total_params,
