@@ -101,3 +101,54 @@ def test_malformed_json_never_reaches_the_dataset_and_is_counted(tmp_path):
     assert all("broken" not in m["content"] for r in rows for m in r["messages"])
     assert sum(1 for r in rows if r["meta"].get("repaired_json")) > 0
     assert_counts_add_up(summary)
+
+
+def test_multi_turn_samples_keep_every_turn_and_a_short_conversation_is_malformed(tmp_path):
+    import re
+
+    from generate_helpers import distinct_words
+
+    def conversation(body):
+        text = body["messages"][-1]["content"]
+        topic, variation = parse_request(body)
+        asked = int(re.search(r"exactly (\d+) turns", text).group(1))
+        turns = [
+            {
+                "question": f"How do I handle {distinct_words(f'q{topic}{variation}{i}', 8)}?",
+                "answer": f"For {topic}: {distinct_words(f'a{topic}{variation}{i}', 30)}.",
+            }
+            for i in range(asked)
+        ]
+        return json.dumps({"turns": turns[:-1] if variation % 3 == 0 else turns})  # every third is a turn short
+
+    with FakeOpenAI(responder=conversation) as fake:
+        cfg = make_config(fake.base_url, num_samples=8, turns=3, formats=["jsonl", "sharegpt"],
+                          topics={"file": None, "root": "Email", "depth": 0})  # fmt: skip
+        run = generate(cfg, tmp_path / "run")
+    rows = rows_of(run)
+    roles = ["system"] + ["user", "assistant"] * 3
+    assert len(rows) == 8 and all([m["role"] for m in r["messages"]] == roles for r in rows)
+    assert all(len({m["content"] for m in r["messages"][1:]}) == 6 for r in rows)  # three distinct turns each
+    summary = read_json(run / "summary.json")
+    assert summary["rejected"]["malformed"] > 0
+    assert_counts_add_up(summary)
+    sharegpt = json.loads((run / "sharegpt.json").read_text())
+    assert all(len(c["conversations"]) == 7 for c in sharegpt)
+
+
+def test_multi_turn_needs_json_answers_and_is_refused_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from sectune.errors import UserError
+
+    cfg = make_config("http://127.0.0.1:9", turns=2, output="text", topics={"file": None, "root": "x", "depth": 0})
+    with pytest.raises(UserError, match=r"generate\.turns"):
+        generate(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    command = [sys.executable, "-m", "sectune", "generate", "--out", str(tmp_path / "cli"), "--set", "generate.turns=2"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # local provider: no JSON
+    assert result.returncode == 2 and "generate.turns" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "cli").exists()

@@ -42,6 +42,16 @@ def test_json_parser_repairs_what_it_can_and_refuses_the_rest():
     assert parse_json_sample("[1, 2]") is None
 
 
+def test_multi_turn_json_needs_exactly_the_turns_asked_for():
+    turns = [{"question": "How do I a?", "answer": "Do a."}, {"question": "And b?", "answer": "B."}]
+    two = json.dumps({"turns": turns})
+    parsed = parse_json_sample(two, turns=2)
+    assert parsed is not None and parsed.turns == [("How do I a?", "Do a."), ("And b?", "B.")]
+    assert parse_json_sample(two, turns=3) is None  # a turn short is not the sample asked for
+    assert parse_json_sample('{"question": "q?", "answer": "a"}', turns=2) is None
+    assert parse_json_sample(f"Here:\n```json\n{two}\n```", turns=2).repaired
+
+
 def test_filters_name_their_reason():
     quality = QualityConfig(min_question_chars=5, min_answer_chars=10, max_answer_chars=100)
     assert filter_reason("  ", "long enough answer", quality) == "empty_turn"

@@ -177,11 +177,20 @@ def generate(
 
 def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: str | Path | None) -> None:
     """Check the inputs a run needs (price for a budget, topics file, datasets to dedup against)."""
+    from sectune.generate.engine import output_mode
     from sectune.generate.quality import load_existing
     from sectune.generate.topics import load_topics
     from sectune.llm.prices import price_for
 
     gen = cfg.generate
+    if gen.turns > 1 and output_mode(gen.output, prov.supports_json) != "json":
+        raise UserError(
+            f"multi-turn samples need JSON answers, and provider '{prov.name}' is set to write "
+            f"{output_mode(gen.output, prov.supports_json)}",
+            field="generate.turns",
+            fix="use generate.turns=1, or a provider that writes JSON (openai, anthropic, litellm) with "
+            "generate.output=auto or json",
+        )
     if gen.budget_usd is not None and price_for(prov.name, prov.model, gen.prices) is None:
         raise UserError(
             f"no price known for model '{prov.model}', so the budget cannot be enforced",
@@ -366,7 +375,9 @@ def _plan(cfg, prov, topic_list, targets, state, price) -> dict[str, Any]:
     accepted, _, _ = state.counts()
     remaining = max(0, sum(targets) - accepted)
     prompt_tokens = (
-        estimate_tokens(sample_prompt(topic_list[0], 0, json_output=prov.supports_json)) if topic_list else 0
+        estimate_tokens(sample_prompt(topic_list[0], 0, json_output=prov.supports_json, turns=gen.turns))
+        if topic_list
+        else 0
     )
     estimate = cost_usd(price, remaining * prompt_tokens, remaining * gen.max_tokens)
     return {

@@ -67,6 +67,7 @@ class GenerateConfig(StrictModel):
     # auto: JSON for remote providers; two_step for local (ask a question, then let the model answer it);
     # text: one request asking for "Question: … Answer: …" labelled text.
     output: Literal["auto", "json", "text", "two_step"] = "auto"
+    turns: int = Field(1, ge=1, le=8)  # user/assistant turns per sample: follow-ups build on the answer (JSON)
     topics: TopicsConfig = TopicsConfig()
     quality: QualityConfig = QualityConfig()
     # --- limits (not in the cache key) ---

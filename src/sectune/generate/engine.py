@@ -256,9 +256,10 @@ class Engine:
         if self.mode == "two_step":
             parsed, reason = await self._two_step(topic, k, outcome)
         else:
-            messages = sample_prompt(topic, k, json_output=self.mode == "json", instructions=self.cfg.instructions)
+            json_output, turns = self.mode == "json", self.cfg.turns
+            messages = sample_prompt(topic, k, json_output=json_output, instructions=self.cfg.instructions, turns=turns)
             text, reason = await self._ask(messages, k, outcome)
-            parsed = parse_sample(text, json_output=self.mode == "json") if reason is None else None
+            parsed = parse_sample(text, json_output=json_output, turns=turns) if reason is None else None
             if reason is None and parsed is None:
                 reason = "malformed"
         outcome["cost_usd"] = cost_usd(self.price, outcome["prompt_tokens"], outcome["completion_tokens"])
@@ -321,10 +322,12 @@ class Engine:
 
     async def _check(self, parsed: Parsed) -> str | None:
         """The rejection reason of a parsed sample, or None (and the sample is reserved in the deduplicator)."""
-        reason = filter_reason(parsed.question, parsed.answer, self.cfg.quality)
+        reason = next((r for q, a in parsed.turns if (r := filter_reason(q, a, self.cfg.quality))), None)
         if reason is not None or self.dedup is None:
             return reason or (await self._llm_judge(parsed) if self.judge is not None else None)
-        fingerprint = self.dedup.fingerprint(parsed.question, parsed.answer)
+        # Exact duplicates by the first question; near duplicates over the whole conversation.
+        rest = " ".join(f"{q} {a}" for q, a in parsed.follow_ups)
+        fingerprint = self.dedup.fingerprint(parsed.question, f"{parsed.answer} {rest}".strip())
         if self.judge is not None:  # a duplicate is not worth a judge call
             reason = self.dedup.check(fingerprint) or await self._llm_judge(parsed)
             if reason is not None:
@@ -436,10 +439,12 @@ def output_mode(output: str, supports_json: bool) -> str:
 
 
 def judge_prompt(parsed: Parsed) -> list[dict[str, str]]:
+    turns = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in parsed.turns)
+    what = "question and answer" if len(parsed.turns) == 1 else "conversation"
     user = (
-        "Rate this question and answer as training data for a helpful domain assistant, from 1 (useless or wrong) "
+        f"Rate this {what} as training data for a helpful domain assistant, from 1 (useless or wrong) "
         "to 5 (accurate, complete, clear).\n"
-        f"Question: {parsed.question}\nAnswer: {parsed.answer}\n"
+        f"{turns}"
         'Reply with only JSON: {"score": <1-5>}'
     )
     return [{"role": "user", "content": user}]

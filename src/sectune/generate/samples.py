@@ -42,16 +42,25 @@ class SampleSchema(BaseModel):
         return value.strip()
 
 
+class ConversationSchema(BaseModel):
+    """The structured answer for a multi-turn sample: the first question, then follow-ups, each answered."""
+
+    turns: list[SampleSchema]
+
+
 def response_format() -> dict:
     """OpenAI JSON mode (widely supported by compatible servers, unlike strict json_schema)."""
     return {"type": "json_object"}
 
 
 SCHEMA_TEXT = json.dumps(SampleSchema.model_json_schema(), sort_keys=True)
+CONVERSATION_SCHEMA_TEXT = json.dumps(ConversationSchema.model_json_schema(), sort_keys=True)
 
 
-def sample_prompt(topic: Topic, variation: int, *, json_output: bool, instructions: str = "") -> list[dict[str, str]]:
-    """The conversation asking for sample number ``variation`` about ``topic``."""
+def sample_prompt(
+    topic: Topic, variation: int, *, json_output: bool, instructions: str = "", turns: int = 1
+) -> list[dict[str, str]]:
+    """The conversation asking for sample number ``variation`` about ``topic`` (``turns`` > 1: JSON only)."""
     angle = ANGLES[variation % len(ANGLES)]
     lines = [
         f"Topic: {' > '.join(topic.path)}",
@@ -59,9 +68,23 @@ def sample_prompt(topic: Topic, variation: int, *, json_output: bool, instructio
         f"Write {angle} that a real user could ask about this topic, and a complete, accurate, helpful answer.",
         "Make the question specific and different from the usual first questions on this topic.",
     ]
+    if turns > 1:
+        lines.append(
+            f"Then continue the conversation for {turns} turns in all: each further question is a follow-up the "
+            "same user asks about the previous answer, and each gets its own complete answer."
+        )
     if instructions:
         lines.append(instructions)
-    if json_output:
+    if turns > 1:
+        lines.append(
+            f"Reply with only a JSON object with exactly {turns} turns: "
+            '{"turns": [{"question": "...", "answer": "..."}, ...]}'
+        )
+        system = (
+            "You write training data for an assistant. Your reply is JSON matching this schema: "
+            f"{CONVERSATION_SCHEMA_TEXT}"
+        )
+    elif json_output:
         lines.append('Reply with only a JSON object: {"question": "...", "answer": "..."}')
         system = f"You write training data for an assistant. Your reply is JSON matching this schema: {SCHEMA_TEXT}"
     else:
@@ -124,15 +147,22 @@ def extract_question(text: str) -> str | None:
 
 @dataclass(frozen=True)
 class Parsed:
+    """A parsed sample: the first question and answer, then any follow-up (question, answer) turns."""
+
     question: str
     answer: str
     repaired: bool = False
+    follow_ups: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def turns(self) -> list[tuple[str, str]]:
+        return [(self.question, self.answer), *self.follow_ups]
 
 
-def parse_json_sample(text: str) -> Parsed | None:
-    """The sample in a JSON answer, repaired when possible; None when it cannot be recovered."""
+def parse_json_sample(text: str, turns: int = 1) -> Parsed | None:
+    """The sample in a JSON answer (exactly ``turns`` turns), repaired when possible; None when not recoverable."""
     try:
-        return _validated(json.loads(text), repaired=False)
+        return _validated(json.loads(text), turns, repaired=False)
     except (json.JSONDecodeError, ValueError):
         pass
     candidate = _extract_object(text)
@@ -140,20 +170,26 @@ def parse_json_sample(text: str) -> Parsed | None:
         return None
     for attempt in (candidate, re.sub(r",\s*([}\]])", r"\1", candidate)):
         try:
-            return _validated(json.loads(attempt), repaired=True)
+            return _validated(json.loads(attempt), turns, repaired=True)
         except (json.JSONDecodeError, ValueError):
             continue
     return None
 
 
-def _validated(data: object, *, repaired: bool) -> Parsed | None:
+def _validated(data: object, turns: int, *, repaired: bool) -> Parsed | None:
     if not isinstance(data, dict):
         raise ValueError("not an object")
     try:
-        sample = SampleSchema.model_validate(data)
+        if turns == 1:
+            sample = SampleSchema.model_validate(data)
+            return Parsed(sample.question, sample.answer, repaired)
+        conversation = ConversationSchema.model_validate(data)
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
-    return Parsed(sample.question, sample.answer, repaired)
+    if len(conversation.turns) != turns:  # fewer turns is not the sample asked for; more is not either
+        raise ValueError(f"{len(conversation.turns)} turns, not {turns}")
+    first, *rest = conversation.turns
+    return Parsed(first.question, first.answer, repaired, tuple((t.question, t.answer) for t in rest))
 
 
 def _extract_object(text: str) -> str | None:
@@ -179,15 +215,16 @@ def parse_labelled_sample(text: str) -> Parsed | None:
     return Parsed(question, answer) if question and answer else None
 
 
-def parse_sample(text: str, *, json_output: bool) -> Parsed | None:
+def parse_sample(text: str, *, json_output: bool, turns: int = 1) -> Parsed | None:
     """Parse an answer in the format that was asked for (JSON answers may also come back labelled)."""
-    if json_output:
-        return parse_json_sample(text)
+    if json_output or turns > 1:
+        return parse_json_sample(text, turns)
     return parse_labelled_sample(text) or parse_json_sample(text)
 
 
 def to_row(parsed: Parsed, system_prompt: str, meta: dict) -> dict:
-    """The canonical row of an accepted sample."""
+    """The canonical row of an accepted sample (every turn, in order)."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    messages += [{"role": "user", "content": parsed.question}, {"role": "assistant", "content": parsed.answer}]
+    for question, answer in parsed.turns:
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
     return {"messages": messages, "meta": meta}
