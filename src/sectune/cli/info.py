@@ -24,7 +24,7 @@ def models() -> None:
     table = Table(title="sectune model registry")
     min_width = {"family": max(len(spec.family) for spec in REGISTRY.values())}  # names the template file: never cut
     for column in ("key", "hub id", "family", "params", "LoRA targets", "r/alpha/lr", "notes"):
-        table.add_column(column, min_width=min_width.get(column))
+        table.add_column(column, min_width=min_width.get(column), overflow="fold")  # wrap, never cut with "…"
     for spec in REGISTRY.values():
         d = spec.defaults
         notes = "; ".join(n for n in (spec.note, "gated" if spec.gated else "") if n)
