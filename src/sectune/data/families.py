@@ -7,7 +7,7 @@ so templates can be checked token by token without downloading any model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sectune.errors import unknown_name_error
 
@@ -45,14 +45,6 @@ FAMILIES: dict[str, FamilyTokens] = {
         special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
         adds_bos=True,
     ),
-    "llama3.1": FamilyTokens(  # Llama 3.1 / 3.2: same tokens as Llama 3 (the template differs: a dated system turn)
-        bos="<|begin_of_text|>",
-        eos="<|eot_id|>",
-        pad=None,
-        end_of_turn="<|eot_id|>",
-        special=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
-        adds_bos=True,
-    ),
     "mistral": FamilyTokens(
         bos="<s>",
         eos="</s>",
@@ -60,15 +52,6 @@ FAMILIES: dict[str, FamilyTokens] = {
         end_of_turn="</s>",
         unk="<unk>",
         special=["<unk>", "<s>", "</s>"],
-        adds_bos=True,
-    ),
-    "mistral-v3": FamilyTokens(  # Mistral v0.3 (tokenizer v3): [INST] and [/INST] are control tokens
-        bos="<s>",
-        eos="</s>",
-        pad=None,
-        end_of_turn="</s>",
-        unk="<unk>",
-        special=["<unk>", "<s>", "</s>", "[INST]", "[/INST]"],
         adds_bos=True,
     ),
     "gemma": FamilyTokens(
@@ -98,6 +81,10 @@ FAMILIES: dict[str, FamilyTokens] = {
         adds_bos=True,
     ),
 }
+# Llama 3.1 / 3.2 share Llama 3's tokens (their template differs: a dated system turn); Mistral v0.3's tokenizer
+# (v3) adds [INST] and [/INST] as control tokens.
+FAMILIES["llama3.1"] = FAMILIES["llama3"]
+FAMILIES["mistral-v3"] = replace(FAMILIES["mistral"], special=[*FAMILIES["mistral"].special, "[INST]", "[/INST]"])
 
 
 def family_tokens(family: str) -> FamilyTokens:

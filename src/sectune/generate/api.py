@@ -183,10 +183,10 @@ def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: st
     from sectune.llm.prices import price_for
 
     gen = cfg.generate
-    if gen.turns > 1 and output_mode(gen.output, prov.supports_json) != "json":
+    mode = output_mode(gen.output, prov.supports_json)
+    if gen.turns > 1 and mode != "json":
         raise UserError(
-            f"multi-turn samples need JSON answers, and provider '{prov.name}' is set to write "
-            f"{output_mode(gen.output, prov.supports_json)}",
+            f"multi-turn samples need JSON answers, and provider '{prov.name}' is set to write {mode}",
             field="generate.turns",
             fix="use generate.turns=1, or a provider that writes JSON (openai, anthropic, litellm) with "
             "generate.output=auto or json",

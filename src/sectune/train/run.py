@@ -292,7 +292,7 @@ def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_
     return trainer
 
 
-# What a log line shows, in order, under short names; anything else (runtimes, flos) stays in the trackers.
+# What a log line shows, in order, under short names; everything else (flos, entropy, …) stays in the trackers.
 LOG_FIELDS = {
     "loss": "loss", "eval_loss": "eval_loss", "grad_norm": "grad_norm", "learning_rate": "lr",
     "mean_token_accuracy": "token_acc", "eval_mean_token_accuracy": "eval_token_acc", "epoch": "epoch",
