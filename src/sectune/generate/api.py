@@ -96,12 +96,13 @@ def topics(
 
 
 async def _build_topics(cfg: ExperimentConfig, prov: Provider, out: Path, *, cache: Any) -> list[Topic]:
+    from sectune.generate.engine import output_mode
     from sectune.generate.topics import build_graph, build_tree, save_graph, save_tree
 
     gen = cfg.generate
     spec = gen.topics
     caller = Caller(prov, limits_of(gen), cache)
-    json_output = gen.output == "json" or (gen.output == "auto" and prov.supports_json)
+    json_output = output_mode(gen.output, prov.supports_json) == "json"
 
     async def ask(messages: list[dict[str, str]]) -> str | None:
         result = await caller.call(messages, {"temperature": 0.7, "seed": cfg.seed} if prov.name != "local" else {})

@@ -84,6 +84,7 @@ class RunState:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cost_unknown: bool = False
+    _tally: Counter[tuple[str, str | None]] = field(default_factory=Counter)  # (status, reason) → slots
 
     def add_usage(self, outcome: dict[str, Any]) -> None:
         self.prompt_tokens += outcome.get("prompt_tokens", 0)
@@ -91,8 +92,6 @@ class RunState:
         if outcome.get("cost_usd") is None and not outcome.get("cached") and outcome.get("completion_tokens"):
             self.cost_unknown = True
         self.cost_usd += outcome.get("cost_usd") or 0.0
-
-    _tally: Counter[tuple[str, str | None]] = field(default_factory=Counter)  # (status, reason) → slots
 
     def set_outcome(self, outcome: dict[str, Any]) -> None:
         """Make ``outcome`` the slot's final outcome, keeping the tallies current (O(1) per outcome)."""

@@ -87,8 +87,6 @@ class LocalProvider:
     def _generate(self, model: Any, tokenizer: Any, items: list[_Pending], max_tokens: int, temperature: float):
         from sectune.models.generation import generate_chat
 
-        # A new seed per batch: the same prompts sampled again must not give the same answers.
-
         generations = generate_chat(
             model,
             tokenizer,
@@ -96,7 +94,7 @@ class LocalProvider:
             max_new_tokens=max_tokens,
             batch_size=len(items),
             temperature=temperature,
-            seed=self.seed + self._batches,
+            seed=self.seed + self._batches,  # a new seed per batch: the same prompts again must not repeat
         )
         return [Completion(g.text.strip(), g.finish_reason, g.prompt_tokens, g.completion_tokens) for g in generations]
 
