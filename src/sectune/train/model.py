@@ -59,6 +59,13 @@ def resolve_precision(requested: str) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def half_dtype(precision: str) -> Any:
+    """torch.bfloat16 / torch.float16 for "bf16" / "fp16"; None for fp32."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def load_dtype(method: str, precision: str) -> Any:
     """The dtype the weights are loaded in.
 
@@ -67,7 +74,7 @@ def load_dtype(method: str, precision: str) -> Any:
     """
     import torch
 
-    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    half = half_dtype(precision)
     if method in QUANTIZATION:
         return half or torch.float32  # also the 4-bit compute dtype
     if method == "lora" and has_cuda() and half is not None:

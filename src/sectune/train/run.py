@@ -408,13 +408,11 @@ def stop_check(session: Session, test_rows: list, validation_rows: list, precisi
     prompts = held_out_prompts(test_rows, validation_rows, check.prompts)
     if not prompts:
         return {"status": "skipped: no held-out prompts (no test or validation split)"}
-    import torch
-
     from sectune.models.generation import generate_chat
     from sectune.models.load import load_for_inference
-    from sectune.train.model import has_cuda
+    from sectune.train.model import half_dtype, has_cuda
 
-    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision) if has_cuda() else None
+    half = half_dtype(precision) if has_cuda() else None
     # a separate instance, never the training one; 16-bit weights on GPU
     model, tokenizer = load_for_inference(session.work, dtype=half)
     if has_cuda():
