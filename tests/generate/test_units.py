@@ -391,8 +391,8 @@ def test_gc_frozen_freezes_during_the_run_and_restores_only_its_own_freeze():
         gc.unfreeze()
 
 
-class RecordingProvider:
-    """An in-process provider that records when each request starts (valid, unique samples after 0.5 s)."""
+class InstantProvider:
+    """An in-process provider answering at once with valid, unique samples."""
 
     name = "openai"
     model = "fake-model"
@@ -400,33 +400,39 @@ class RecordingProvider:
 
     def __init__(self, batches_requests: bool = False):
         self.batches_requests = batches_requests
-        self.starts: list[float] = []
+        self.requests = 0
 
     async def complete(self, messages, **params):
-        import time
-
         from sectune.llm.base import Completion
 
-        self.starts.append(time.monotonic())
-        await asyncio.sleep(0.5)  # longer than the ramp: every sample goes to its own worker
+        self.requests += 1
         return Completion(sample_responder({"messages": messages}), "stop", 10, 10)
 
     async def aclose(self):
         return None
 
 
-def test_first_requests_start_spread_over_the_ramp_up_unless_the_provider_batches(tmp_path):
+def test_first_requests_start_spread_over_the_ramp_up_unless_the_provider_batches(tmp_path, monkeypatch):
+    from sectune.generate.engine import start_delays
+
+    waits: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded_sleep(delay, result=None):  # no clock involved: record each wait, then just yield
+        if delay > 0:
+            waits.append(delay)
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded_sleep)
     topics = tmp_path / "topics.jsonl"
     topics.write_text("".join(json.dumps({"path": ["Security", f"Area {i}"]}) + "\n" for i in range(4)))
     cfg = make_config("http://127.0.0.1:9", num_samples=4, max_in_flight=4, ramp_up_s=0.3, topics={"file": str(topics)})
-    spread = RecordingProvider()
+    spread = InstantProvider()
     generate(cfg, tmp_path / "spread", provider=spread)
-    offsets = [t - spread.starts[0] for t in spread.starts[:4]]
-    assert len(spread.starts) == 4  # spacing 0.075 s; asyncio may wake a timer ~1 ms early
-    assert all(offset >= 0.075 * i - 0.01 for i, offset in enumerate(offsets)), offsets
+    assert start_delays(4, 0.3) == pytest.approx([0.0, 0.075, 0.15, 0.225])
+    assert waits == pytest.approx([0.075, 0.15, 0.225]) and spread.requests == 4  # workers 1-3 wait their turn
 
-    batching = RecordingProvider(batches_requests=True)  # the local model answers requests sent together at once
+    waits.clear()
+    batching = InstantProvider(batches_requests=True)  # the local model answers requests sent together at once
     generate(cfg, tmp_path / "together", provider=batching)
-    assert (
-        len(batching.starts) == 4 and batching.starts[3] - batching.starts[0] < 0.45
-    )  # not spread: the ramp would put 0.45 s between them
+    assert waits == [] and batching.requests == 4  # nobody waits: requests go out together
