@@ -59,7 +59,9 @@ def plan_command(
     config: ConfigOption = None,
     sets: SetOption = None,
     method: Annotated[str | None, typer.Option(help="full, lora, qlora or qlora-8bit (default: train.method).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Per-device batch (default: train.batch_size).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Per-device batch (default: train.batch_size; auto: 1 on CPU, 4 on GPU).")
+    ] = None,
     max_length: Annotated[
         int | None, typer.Option(help="Tokens per row (default: train.max_length, else prep.max_length).")
     ] = None,
