@@ -39,11 +39,16 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> None:
             base[key] = value
 
 
-def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], None] = print) -> Path:
+def _say(text: str) -> None:
+    print(text, flush=True)  # flushed: a log file shows each stage as it starts
+
+
+def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], None] | None = None) -> Path:
     """Run every stage into ``out`` and return the report folder."""
     from sectune.api import generate, prepare, study
     from sectune.generate.store import INCOMPLETE_MARKER, SAMPLES_FILE
 
+    say = say or _say
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -47,7 +48,7 @@ def generate_command(
             "--topics", help="Topics JSONL (from `sectune topics`) or a spreadsheet (.xlsx).", show_default=False
         ),
     ] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar (logs, CI).")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Same as sectune --progress off.")] = False,
 ) -> None:
     """Generate Q&A samples into a run folder (samples.jsonl + exports, summary.json).
 
@@ -55,24 +56,19 @@ def generate_command(
     continues with --resume. With no provider configured, the embedded model runs locally (no key, no network).
     """
     from sectune.generate.api import generate
-    from sectune.generate.progress import RichProgress, describe_plan, describe_summary
+    from sectune.generate.progress import describe_plan, describe_summary
     from sectune.runs import read_json
 
+    if no_progress:
+        os.environ["SECTUNE_PROGRESS"] = "off"
     cfg = load(config, sets)
     term = console()
-    with RichProgress(term, enabled=not no_progress) as bar:
-
-        def on_start(plan: dict) -> None:
-            term.print(describe_plan(plan))
-            bar.start(plan)
-
-        generate(
-            cfg,
-            out,
-            resume=resume,
-            retry_failed=retry_failed,
-            topics_file=topics_file,
-            on_progress=bar.update,
-            on_start=on_start,
-        )
+    generate(
+        cfg,
+        out,
+        resume=resume,
+        retry_failed=retry_failed,
+        topics_file=topics_file,
+        on_start=lambda plan: term.print(describe_plan(plan)),
+    )
     term.print(describe_summary(read_json(out / "summary.json"), out))

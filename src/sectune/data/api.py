@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sectune.errors import UserError
+from sectune.progress import track
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
     from sectune.data.inspect import InspectReport
 
 SPLIT_FILES = ("train", "validation", "test")
+# What a progress line says while each step of prep runs.
+PREP_STEPS = (
+    "reading {name}",
+    "validating {rows} rows",
+    "dedup and leakage-free split of {rows} rows",
+    "rendering and measuring token lengths",
+    "training-data checks on {rows} train rows",
+    "writing the dataset folder",
+)
 
 
 def prepare(
@@ -35,36 +45,48 @@ def prepare(
     from sectune.data.rows import to_canonical
     from sectune.data.split import normalise_rows, split_rows
     from sectune.data.validate import validate_rows
-    from sectune.runs import atomic_output_dir, fingerprint_files, write_run_metadata
+    from sectune.runs import atomic_output_dir, fingerprint_files, user_path, write_run_metadata
 
     started = time.perf_counter()
     prep = cfg.prep
     model = prep.model or cfg.model
     path = Path(input)
-    raw = read_input(path, prep)
-    rows = to_canonical(raw, prep)
-    normalise_rows(rows)
-    rows, validation = validate_rows(rows, prep, path)
-    splits, split_report = split_rows(rows, prep, cfg.seed, path)
-    tok = load_prep_tokenizer(model, tokenizer)
-    rendered, length_report = _apply_length_policy(tok, splits, prep, path)
-    checks = _train_split_checks(tok, rendered["train"], prep, model)
-    summary = {
-        "input": str(path),
-        "input_fingerprint": fingerprint_files([path]),
-        "input_sheet": raw.sheet,
-        "model": str(model),
-        "counts": {name: len(rows) for name, rows in rendered.items()},
-        "validation": vars(validation),
-        "dedup": split_report,
-        "tokens": length_report,
-        "checks": checks,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    with atomic_output_dir(out, overwrite=overwrite) as folder:
+    # the folder is built as a hidden sibling from the start: a kill at any point leaves no partial ``out``
+    with (
+        track("prep", len(PREP_STEPS), unit="steps", show_rate=False) as progress,
+        atomic_output_dir(out, overwrite=overwrite) as folder,
+    ):
+        progress.update(0, note=PREP_STEPS[0].format(name=path.name))
+        with user_path(path, action="read"):
+            raw = read_input(path, prep)
+        rows = to_canonical(raw, prep)
+        normalise_rows(rows)
+        progress.update(1, note=PREP_STEPS[1].format(rows=len(rows)))
+        rows, validation = validate_rows(rows, prep, path)
+        progress.update(2, note=PREP_STEPS[2].format(rows=len(rows)))
+        splits, split_report = split_rows(rows, prep, cfg.seed, path)
+        progress.update(3, note=PREP_STEPS[3])
+        tok = load_prep_tokenizer(model, tokenizer)
+        rendered, length_report = _apply_length_policy(tok, splits, prep, path)
+        progress.update(4, note=PREP_STEPS[4].format(rows=len(rendered["train"])))
+        checks = _train_split_checks(tok, rendered["train"], prep, model)
+        summary = {
+            "input": str(path),
+            "input_fingerprint": fingerprint_files([path]),
+            "input_sheet": raw.sheet,
+            "model": str(model),
+            "counts": {name: len(rows) for name, rows in rendered.items()},
+            "validation": vars(validation),
+            "dedup": split_report,
+            "tokens": length_report,
+            "checks": checks,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        progress.update(5, note=PREP_STEPS[5])
         _write_splits(folder, rendered, tok, prep.export_prompt_completion)
         (folder / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
         write_run_metadata(folder, cfg, summary)
+        progress.update(6, note="")
     return Path(out)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sectune.errors import UserError
+from sectune.progress import track
 from sectune.runs import atomic_output_dir, write_run_metadata
 
 Target = str | Path
@@ -43,8 +44,15 @@ def evaluate(
     _check_inputs_early(cfg, dataset)  # a bad benchmark or dataset fails before any model is loaded
     used: set[str] = set()
     labelled = [(target_label(t, used), t) for t in targets]
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        results = {label: evaluate_target(cfg, t, dataset=dataset, out=tmp, label=label) for label, t in labelled}
+    with (
+        atomic_output_dir(out, overwrite=overwrite) as tmp,
+        track("eval", len(labelled), unit="targets", show_rate=False) as progress,
+    ):
+        results = {}
+        for done, (label, t) in enumerate(labelled):
+            progress.update(done, note=f"{label}: loading and scoring")
+            results[label] = evaluate_target(cfg, t, dataset=dataset, out=tmp, label=label)
+        progress.update(len(labelled), note="judging" if cfg.eval.judge.enabled and dataset is not None else "")
         if cfg.eval.judge.enabled and dataset is not None:
             _judge_all(cfg, results, tmp)
         summary = {
@@ -90,7 +98,7 @@ def _evaluate_local(cfg: Any, target: Target, *, dataset: str | Path | None, out
     if dataset is not None:
         examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
         gen_started = time.perf_counter()
-        outputs = heldout.generate_local(model, tokenizer, examples, cfg.eval, cfg.seed)
+        outputs = heldout.generate_local(model, tokenizer, examples, cfg.eval, cfg.seed, label=label)
         result["generation"] = _generation_result(cfg, examples, outputs, tokenizer, time.perf_counter() - gen_started)
         if "perplexity" in cfg.eval.metrics:
             refs = [ex.reference for ex in examples]
@@ -99,7 +107,7 @@ def _evaluate_local(cfg: Any, target: Target, *, dataset: str | Path | None, out
             )
             result["generation"]["perplexity"] = {"value": ppl["perplexity"], "answer_tokens": ppl["answer_tokens"]}
         _write_predictions(out, label, examples, outputs)
-    result["mcq"] = _score_benchmarks(cfg, model, tokenizer)
+    result["mcq"] = _score_benchmarks(cfg, model, tokenizer, label)
     result["seconds"] = time.perf_counter() - started
     del model
     gc.collect()
@@ -165,7 +173,7 @@ def _encoder(cfg: Any) -> Any:
     return _ENCODERS[key]
 
 
-def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any) -> dict[str, Any]:
+def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any, label: str = "model") -> dict[str, Any]:
     from sectune.evaluate.mcq import load_benchmark, score_benchmark
 
     results = {}
@@ -181,6 +189,7 @@ def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any) -> dict[str, Any]:
             batch_size=cfg.eval.batch_size,
             samples=cfg.eval.bootstrap_samples,
             seed=cfg.seed,
+            progress=f"eval {label}: {bench.name}",
         )
         seconds = time.perf_counter() - started
         scored["seconds"] = seconds

@@ -85,8 +85,10 @@ def score_generations(
     return result
 
 
-def generate_local(model: Any, tokenizer: Any, examples: Sequence[Example], eval_cfg: Any, seed: int) -> list[Any]:
-    """Greedy answers from a local model, batched, with a progress bar."""
+def generate_local(
+    model: Any, tokenizer: Any, examples: Sequence[Example], eval_cfg: Any, seed: int, *, label: str = "model"
+) -> list[Any]:
+    """Greedy answers from a local model, batched, with progress lines."""
     from sectune.models.generation import generate_chat
 
     return generate_chat(
@@ -96,7 +98,7 @@ def generate_local(model: Any, tokenizer: Any, examples: Sequence[Example], eval
         max_new_tokens=eval_cfg.max_new_tokens,
         batch_size=eval_cfg.batch_size,
         seed=seed,
-        progress=True,
+        progress=f"eval {label}: held-out answers",
     )
 
 

@@ -466,8 +466,39 @@ def score_benchmark(
     batch_size: int = 8,
     samples: int = 1000,
     seed: int = 0,
+    progress: str | None = None,
 ) -> dict[str, Any]:
-    """Score one benchmark with each method; add rotation-averaged results and trivial baselines."""
+    """Score one benchmark with each method; add rotation-averaged results and trivial baselines.
+
+    ``progress`` names a tracker that counts the scoring passes (one per method, one more per rotation set).
+    """
+    from sectune.progress import track
+
+    with track(progress or "mcq", _passes(methods, rotations, benchmark.multi_answer), unit="passes", show_rate=False,
+               mode=None if progress else "off") as tracker:  # fmt: skip
+        return _score_benchmark(
+            model, tokenizer, benchmark, methods=methods, rotations=rotations, batch_size=batch_size,
+            samples=samples, seed=seed, tracker=tracker,
+        )  # fmt: skip
+
+
+def _passes(methods: Sequence[str], rotations: bool, multi: bool) -> int:
+    with_rotations = [m for m in methods if m != "generate" and rotations and not multi]
+    return len(methods) + len(with_rotations)
+
+
+def _score_benchmark(
+    model: Any,
+    tokenizer: Any,
+    benchmark: Benchmark,
+    *,
+    methods: Sequence[str],
+    rotations: bool,
+    batch_size: int,
+    samples: int,
+    seed: int,
+    tracker: Any,
+) -> dict[str, Any]:
     questions, multi = benchmark.questions, benchmark.multi_answer
     result: dict[str, Any] = {
         "format": benchmark.format,
@@ -479,17 +510,21 @@ def score_benchmark(
         "baselines": baselines(questions, samples=samples, seed=seed),
     }
     for method in methods:
+        tracker.update(note=f"{len(questions)} questions, {method} scoring")
         if method == "generate":
             preds, texts = generated_predictions(model, tokenizer, questions, multi=multi, batch_size=batch_size)
             result["methods"][method] = {**summarise(questions, preds, samples=samples, seed=seed), "answers": texts}
+            tracker.advance()
             continue
         scores = option_scores(model, tokenizer, questions, method, multi=multi, batch_size=batch_size)
         preds = [predict(s, method, multi=multi) for s in scores]
         result["methods"][method] = summarise(questions, preds, samples=samples, seed=seed)
+        tracker.advance(note=f"{len(questions)} questions, {method} scoring over rotations" if rotations else None)
         if rotations and not multi:
             averaged = rotated_option_scores(model, tokenizer, questions, method, batch_size=batch_size)
             rotated_preds = [
                 frozenset({list(q.options)[int(np.argmax(s))]}) for q, s in zip(questions, averaged, strict=True)
             ]
             result["methods"][f"{method}_rotated"] = summarise(questions, rotated_preds, samples=samples, seed=seed)
+            tracker.advance()
     return result

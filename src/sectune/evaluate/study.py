@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sectune.errors import UserError
+from sectune.progress import track
 from sectune.runs import read_json, write_run_metadata
 
 
@@ -60,15 +61,18 @@ def run_study(cfg: Any, dataset: Path, out: Path, *, overwrite_report: bool = Tr
 
     if not dataset.is_dir() or not (dataset / "test.jsonl").is_file():
         raise UserError("not a dataset folder (no test.jsonl)", file=dataset, fix="pass the folder from sectune prep")
-    models = cfg.study.models or [cfg.model]
-    cells = []
-    for model in models:
-        for variant in cfg.study.variants:
+    matrix = [(model, variant) for model in cfg.study.models or [cfg.model] for variant in cfg.study.variants]
+    cells: list[dict[str, Any]] = []
+    with track("study", len(matrix), unit="cells", show_rate=False) as progress:
+        for model, variant in matrix:
+            progress.update(len(cells), note=f"{slug(model)}/{variant}")
             cells.append(_run_cell(cfg, model, variant, dataset, out))
-    if cfg.eval.judge.enabled and cfg.eval.judge.pairwise:
-        judge_against_base(cfg, cells)
-    report = build_report(cfg, cells, dataset=dataset)
-    report_dir = write_report(report, out / "report", overwrite=overwrite_report)
+        if cfg.eval.judge.enabled and cfg.eval.judge.pairwise:
+            progress.update(len(cells), note="pairwise judging")
+            judge_against_base(cfg, cells)
+        progress.update(len(cells), note="writing the report")
+        report = build_report(cfg, cells, dataset=dataset)
+        report_dir = write_report(report, out / "report", overwrite=overwrite_report)
     write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c['model']}/{c['variant']}" for c in cells]})
     return report_dir
 

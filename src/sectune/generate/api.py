@@ -25,6 +25,7 @@ from sectune.generate.caller import Caller, Limits, estimate_tokens
 from sectune.generate.config import GenerateConfig
 from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, read_jsonl_tolerant
 from sectune.generate.topics import Topic
+from sectune.progress import Tracker, track
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
@@ -104,8 +105,11 @@ async def _build_topics(cfg: ExperimentConfig, prov: Provider, out: Path, *, cac
     caller = Caller(prov, limits_of(gen), cache)
     json_output = output_mode(gen.output, prov.supports_json) == "json"
 
+    tracker = track("topics", unit="requests").open()
+
     async def ask(messages: list[dict[str, str]]) -> str | None:
         result = await caller.call(messages, {"temperature": 0.7, "seed": cfg.seed} if prov.name != "local" else {})
+        tracker.advance(note=f"tree {spec.degree} wide x {spec.depth} deep")
         ok = result.completion is not None and result.completion.finish_reason == "stop"
         return result.completion.text if ok and result.completion else None
 
@@ -120,6 +124,7 @@ async def _build_topics(cfg: ExperimentConfig, prov: Provider, out: Path, *, cac
         save_tree(tree, out)
         return tree
     finally:
+        tracker.close()
         if cache is None:
             await prov.aclose()
 
@@ -262,15 +267,17 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
         caller = Caller(prov, limits_of(gen), cache)
         judge = _judge_caller(cfg, prov, cache)
         samples_log, requests_log = AppendLog(out / SAMPLES_FILE), AppendLog(out / REQUESTS_FILE)
+        tracker = track("generate", plan["requested"], unit="samples", start=plan["already_accepted"]).open()
         engine = Engine(
             gen, seed=cfg.seed, topics=topic_list, targets=targets, caller=caller, judge=judge, state=state,
             dedup=_deduplicator(gen, state), samples_log=samples_log, requests_log=requests_log, price=price,
-            retry_slots=_retry_slots(state) if retry_failed else None, on_progress=on_progress,
+            retry_slots=_retry_slots(state) if retry_failed else None, on_progress=_report_to(tracker, on_progress),
         )  # fmt: skip
         try:
             with gc_frozen():
                 await engine.run()
         finally:
+            tracker.close()
             samples_log.close()
             requests_log.close()
             if judge is not None and judge.provider is not prov:
@@ -279,6 +286,17 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
     finally:
         cache.close()
         await prov.aclose()
+
+
+def _report_to(tracker: Tracker, on_progress: Callable[[Progress], None] | None) -> Callable[[Progress], None]:
+    """Feed sectune's tracker (and the caller's callback) after every finished request slot."""
+
+    def report(progress: Progress) -> None:
+        tracker.update(progress.accepted, note=f"rejected {progress.rejected} · failed {progress.failed}")
+        if on_progress is not None:
+            on_progress(progress)
+
+    return report
 
 
 async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:

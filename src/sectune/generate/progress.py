@@ -1,61 +1,13 @@
-"""Progress reporting: a rich bar for the terminal; the engine itself only calls a callback."""
+"""What the generate command prints before and after a run (live progress is sectune.progress)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sectune.generate.engine import Progress
-
 
 def _cost(value: Any) -> str:
     return "unknown" if value is None or value == "unknown" else f"${float(value):.4f}"
-
-
-class RichProgress:
-    """A rich progress bar with rate, ETA, tokens and cost, fed by ``update(Progress)``."""
-
-    def __init__(self, console: Any, *, enabled: bool = True):
-        self.console = console
-        self.enabled = enabled
-        self._bar: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> RichProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-
-    def start(self, plan: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("generating"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[extra]}"),
-            console=self.console,
-            transient=False,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(
-            "gen", total=plan["requested"], completed=plan["already_accepted"], rate="", extra=""
-        )
-
-    def update(self, progress: Progress) -> None:
-        if self._bar is None:
-            return
-        extra = (
-            f"rejected {progress.rejected} failed {progress.failed} · "
-            f"tokens {progress.prompt_tokens + progress.completion_tokens} · cost {_cost(progress.cost_usd)}"
-        )
-        self._bar.update(self._task, completed=progress.accepted, rate=f"{progress.rate_per_s:.2f}/s", extra=extra)
 
 
 def describe_plan(plan: dict[str, Any]) -> str:

@@ -30,21 +30,25 @@ def generate_chat(
     batch_size: int = 16,
     temperature: float = 0.0,
     seed: int | None = None,
-    progress: bool = False,
+    progress: str | None = None,
 ) -> list[Generation]:
-    """Answer each conversation (its last turn is the user's) with the model's chat template."""
+    """Answer each conversation (its last turn is the user's) with the model's chat template.
+
+    ``progress`` names a progress tracker counting the answers (none when None).
+    """
     import torch
-    from tqdm.auto import tqdm
+
+    from sectune.progress import track
 
     if seed is not None:
         torch.manual_seed(seed)
     prompts = [render_prompt(tokenizer, c) for c in conversations]
     results: list[Generation] = []
-    starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="generating", unit="batch", disable=not progress):
-        results.extend(
-            _generate_batch(model, tokenizer, prompts[start : start + batch_size], max_new_tokens, temperature)
-        )
+    with track(progress or "generating", len(prompts), unit="answers", mode=None if progress else "off") as tracker:
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start : start + batch_size]
+            results.extend(_generate_batch(model, tokenizer, batch, max_new_tokens, temperature))
+            tracker.advance(len(batch))
     return results
 
 

