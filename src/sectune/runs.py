@@ -7,6 +7,8 @@ or rejected run never leaves a partial output folder behind.
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -36,24 +38,117 @@ TRACKED_PACKAGES = (
 )
 
 
+TMP_TAG, OLD_TAG = ".tmp-", ".old-"  # hidden siblings: ``.OUT.tmp-PID`` (being built), ``.OUT.old-PID`` (replaced)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``out`` only if the block succeeds."""
+    """Yield a temporary folder that becomes ``out`` only if the block succeeds.
+
+    Hidden siblings that a killed run left behind are removed first; a failure (also while replacing an
+    existing ``out`` under ``overwrite``) removes the temporary folder and keeps the old ``out``.
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise UserError("output folder already exists", file=out, fix="choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    with user_path(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_siblings(out)
+        tmp = hidden_sibling(out, TMP_TAG)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     try:
         yield tmp
+        with user_path(out):
+            _replace(out, tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+
+
+def hidden_sibling(out: Path, tag: str, pid: int | None = None) -> Path:
+    return out.parent / f".{out.name}{tag}{pid or os.getpid()}"
+
+
+def _replace(out: Path, tmp: Path) -> None:
+    """tmp → out; an existing out is moved aside first and put back if the rename fails."""
+    old = hidden_sibling(out, OLD_TAG) if out.exists() else None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_siblings(out: Path) -> list[Path]:
+    """Remove the hidden siblings of ``out`` whose process is gone (a killed run); return what was removed."""
+    removed = []
+    for tag in (TMP_TAG, OLD_TAG):
+        for sibling in out.parent.glob(f".{glob.escape(out.name)}{tag}*"):
+            pid = sibling.name.rsplit(tag, 1)[-1]
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            if tag == OLD_TAG and not out.exists():
+                sibling.rename(out)  # killed between moving the old folder aside and publishing: put it back
+                continue
+            if sibling.is_dir():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                sibling.unlink(missing_ok=True)
+            removed.append(sibling)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers from an earlier attempt in this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+@contextlib.contextmanager
+def user_path(path: str | Path, *, action: str = "write") -> Iterator[None]:
+    """Turn an OS error on a user's path (a file where a folder should be, no permission, read-only disk,
+    a full disk) into a one-line UserError naming the path and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        raise os_error(exc, path, action=action) from exc
+
+
+OS_FIXES = {
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "the disk is read-only: choose a writable path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "it is a folder: pass a file",
+    errno.ENOENT: "check the path",
+    errno.ENOSPC: "the disk is full: free space or choose another path",
+    errno.EEXIST: "a file of that name is in the way: choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def os_error(exc: OSError, path: str | Path | None = None, *, action: str = "use") -> UserError:
+    """The UserError for an OSError on a user's path (its own filename when it has one)."""
+    where = exc.filename or path
+    reason = exc.strerror or type(exc).__name__
+    return UserError(
+        f"cannot {action} this path: {reason.lower()}",
+        file=where,
+        fix=OS_FIXES.get(exc.errno or 0, "check the path and its permissions"),
+    )
 
 
 def write_json(path: str | Path, data: Any) -> None:
