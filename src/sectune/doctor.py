@@ -69,8 +69,17 @@ def _probe_torch(report: MachineReport) -> None:
         report.bf16 = cpu_has_fast_bf16()
 
 
+BF16_OVERRIDE = "SECTUNE_CPU_BF16"  # 1/0: treat the CPU as having native bf16 or not (tests of both paths)
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX): bf16 autocast then pays off."""
+    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX): bf16 autocast then pays off.
+
+    ``SECTUNE_CPU_BF16=1`` or ``0`` overrides the detection, so one machine can run both code paths.
+    """
+    forced = os.environ.get(BF16_OVERRIDE, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             flags = handle.read()

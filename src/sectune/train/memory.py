@@ -14,8 +14,10 @@ from types import TracebackType
 class PeakMemory:
     """``with PeakMemory() as peak: train()`` then ``peak.mb`` and ``peak.kind``."""
 
-    def __init__(self, interval_s: float = 0.05) -> None:
+    def __init__(self, interval_s: float = 0.05, *, device: str = "auto") -> None:
+        """``device``: auto (CUDA when present, else the CPU's resident set), cuda or cpu."""
         self.interval_s = interval_s
+        self.device = device
         self.mb = 0.0
         self.start_mb = 0.0  # what the process held when the run began (CPU: resident set)
         self.kind = "peak_rss_sampled"
@@ -26,7 +28,7 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         import torch
 
-        self._cuda = torch.cuda.is_available()
+        self._cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
         if self._cuda:
             self.kind = "cuda_max_allocated"
             torch.cuda.reset_peak_memory_stats()
