@@ -24,11 +24,41 @@ def run_cli(*args, **kwargs):
     )
 
 
+STAGE_COMMANDS = {
+    "topics",
+    "generate",
+    "prep",
+    "inspect",
+    "plan",
+    "train",
+    "eval",
+    "study",
+    "demo",
+    "models",
+    "doctor",
+}
+
+
+def help_commands(text: str) -> dict[str, str]:
+    """The ``Commands:`` section of click's help: command name → its one-line help."""
+    lines = text.splitlines()
+    assert "Commands:" in lines, text
+    commands = {}
+    for line in lines[lines.index("Commands:") + 1 :]:
+        if not line.strip():
+            break
+        name, _, summary = line.strip().partition(" ")
+        commands[name] = summary.strip()
+    return commands
+
+
 def test_help_lists_the_stage_commands():
     result = run_cli("--help")
-    assert result.returncode == 0
-    for command in ("models", "doctor", "demo"):
-        assert command in result.stdout
+    assert result.returncode == 0, result.stderr
+    commands = help_commands(result.stdout)
+    missing = STAGE_COMMANDS - set(commands)
+    assert not missing, f"missing from --help: {sorted(missing)}\n{result.stdout}"
+    assert all(commands[name] for name in STAGE_COMMANDS)  # each with its one-line help
 
 
 def test_models_lists_the_registry_including_the_seed_models():

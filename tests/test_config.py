@@ -1,17 +1,20 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from sectune.config import ExperimentConfig, apply_override, load_config
+from sectune.config import EMBEDDED_MODEL, ExperimentConfig, apply_override, load_config
 from sectune.errors import UserError
+from sectune.registry.models import REGISTRY
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_use_the_embedded_model():
     cfg = load_config()
-    assert cfg.model == "smollm2-135m"
-    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.model == EMBEDDED_MODEL == "smollm2-135m"
+    assert REGISTRY[cfg.model].embedded  # the registry's embedded model, not merely some key
+    assert cfg == ExperimentConfig()  # no path and no overrides: exactly the model defaults
 
 
 def test_dotted_override_sets_nested_value_with_yaml_types():
@@ -19,6 +22,18 @@ def test_dotted_override_sets_nested_value_with_yaml_types():
     assert cfg.train.lora.r == 32
     assert cfg.train.learning_rate == pytest.approx(1e-4)
     assert cfg.seed == 7
+
+
+def test_override_values_are_parsed_as_yaml_into_nested_sections():
+    data = {"train": {"method": "lora"}}
+    for item in ("train.lora.r=32", "eval.metrics=[rouge_l, bleu]", "train.stop_check.enabled=false", "name=x"):
+        apply_override(data, item)
+    assert data == {
+        "train": {"method": "lora", "lora": {"r": 32}, "stop_check": {"enabled": False}},
+        "eval": {"metrics": ["rouge_l", "bleu"]},
+        "name": "x",
+    }
+    assert type(data["train"]["lora"]["r"]) is int  # YAML's int, not the string "32"
 
 
 def test_unknown_key_names_the_closest_valid_key(tmp_path):
@@ -55,9 +70,14 @@ EXPECTED_EXPERIMENT_CONFIGS = 17
 
 def test_every_shipped_config_loads():
     paths = sorted((REPO / "configs").glob("*.yaml"))
-    loaded = [load_config(path) for path in paths]
-    assert len(loaded) == EXPECTED_EXPERIMENT_CONFIGS, [p.name for p in paths]
-    assert {cfg.name for cfg in loaded} and all(isinstance(cfg, ExperimentConfig) for cfg in loaded)
+    loaded = {path.name: load_config(path) for path in paths}
+    assert len(loaded) == EXPECTED_EXPERIMENT_CONFIGS, sorted(loaded)
+    # each config's own name reached the loaded experiment, and no two shipped experiments share one
+    assert {name: cfg.name for name, cfg in loaded.items()} == {
+        p.name: yaml.safe_load(p.read_text())["name"] for p in paths
+    }
+    assert len({cfg.name for cfg in loaded.values()}) == len(loaded)
+    assert ExperimentConfig().name not in {cfg.name for cfg in loaded.values()}
 
 
 def test_the_packaged_demo_experiment_loads():
@@ -66,3 +86,10 @@ def test_the_packaged_demo_experiment_loads():
     cfg = demo_config()
     assert DEMO_CONFIG.is_file() and DEMO_TOPICS.is_file()
     assert cfg.model == "smollm2-135m" and cfg.generate.provider == "local"
+    # values that differ from the defaults: the packaged demo.yaml was read, not just the defaults
+    assert (cfg.name, cfg.train.max_steps, cfg.generate.num_samples, cfg.study.variants) == (
+        "demo",
+        30,
+        40,
+        ["base", "lora"],
+    )

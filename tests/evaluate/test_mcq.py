@@ -120,8 +120,9 @@ def test_rotation_averaging_cancels_a_pure_letter_bias(tiny_tokenizer, forced_lm
     bench = mcq.load_benchmark("cyber-mini", limit=4)
     biased = forced_lm(len(tiny_tokenizer), {_single_token(tiny_tokenizer, "A"): 6.0})
     plain = mcq.option_scores(biased, tiny_tokenizer, bench.questions, "letter", multi=False)
-    assert all(max(s, key=s.get) == "A" for s in plain)
+    assert len(plain) == len(bench.questions) == 4 and all(max(s, key=s.get) == "A" for s in plain)
     averaged = mcq.rotated_option_scores(biased, tiny_tokenizer, bench.questions, "letter")
+    assert [len(scores) for scores in averaged] == [len(q.options) for q in bench.questions]
     for scores in averaged:
         assert max(scores) - min(scores) < 1e-5
 

@@ -171,7 +171,8 @@ def test_length_and_content_filter_never_become_samples_and_retry_failed_redoes_
         summary = read_json(run / "summary.json")
         assert summary["status"] == "incomplete" and summary["accepted"] == 5
         assert summary["rejected"] == {"content_filter": 1, "finish_length": 2}
-        assert all("half an answ" not in r["messages"][2]["content"] for r in rows_of(run))
+        rows = rows_of(run)
+        assert len(rows) == 5 and all("half an answ" not in r["messages"][2]["content"] for r in rows)
         before = len(fake.requests)
         bigger = cfg.generate.model_copy(update={"max_tokens": 2000})
         generate(cfg.model_copy(update={"generate": bigger}), run, retry_failed=True)
