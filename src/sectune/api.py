@@ -6,13 +6,22 @@
     dataset = prepare(cfg, "samples.jsonl", "runs/dataset")
     run = train(cfg, dataset, "runs/lora")
 
-Each name is imported from its stage on first use, so ``import sectune.api`` stays cheap.
+Each name is imported from its stage on first use, so ``import sectune.api`` stays cheap; type checkers and
+editors see the real functions and their signatures through the ``TYPE_CHECKING`` imports below.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sectune.data.api import inspect_dataset, prepare
+    from sectune.evaluate.api import evaluate
+    from sectune.generate.api import generate, topics
+    from sectune.study.api import study
+    from sectune.train.api import train
+    from sectune.train.plan import plan
 
 _FUNCTIONS = {
     "topics": "sectune.generate.api",
@@ -20,12 +29,12 @@ _FUNCTIONS = {
     "prepare": "sectune.data.api",
     "inspect_dataset": "sectune.data.api",
     "train": "sectune.train.api",
-    "plan": "sectune.train.api",
+    "plan": "sectune.train.plan",
     "evaluate": "sectune.evaluate.api",
-    "study": "sectune.evaluate.api",
+    "study": "sectune.study.api",
 }
 
-__all__ = sorted(_FUNCTIONS)
+__all__ = ["evaluate", "generate", "inspect_dataset", "plan", "prepare", "study", "topics", "train"]
 
 
 def __getattr__(name: str) -> Any:

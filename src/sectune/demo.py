@@ -47,6 +47,7 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
     """Run every stage into ``out`` and return the report folder."""
     from sectune.api import generate, prepare, study
     from sectune.generate.store import INCOMPLETE_MARKER, SAMPLES_FILE
+    from sectune.study.api import REPORT_DIR
 
     say = say or _say
     out = Path(out)
@@ -71,6 +72,6 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
 
     # --- 3. study: train LoRA (reused when finished), evaluate base and LoRA, write the report --------------
     say(f"[3/3] train + evaluate + report → {out / 'study'}")
-    report = study(cfg, dataset, out / "study")
+    report = study(cfg, dataset, out / "study") / REPORT_DIR
     say(f"demo finished in {time.perf_counter() - started:.0f} s: {report}")
     return report

@@ -12,7 +12,7 @@ from prep_samples import SYSTEM, qa_rows
 @pytest.fixture(scope="session")
 def family_tokenizer():
     """family → an offline tokenizer with that family's special tokens and sectune's template (cached)."""
-    from sectune.data.families import tiny_family_tokenizer
+    from sectune.testing.tiny import tiny_family_tokenizer
 
     cache: dict[str, object] = {}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.data.io import read_input
 from sectune.data.rows import to_canonical
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prep_samples import qa_rows
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.data.rows import SourcedRow
 from sectune.data.split import leakage_pairs, normalise_text, split_rows
 

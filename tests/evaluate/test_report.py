@@ -6,7 +6,7 @@ import json
 import re
 
 from sectune.config import load_config
-from sectune.evaluate.report import PAIRWISE_FIELDS, build_report, fmt, fmt_interval, write_report
+from sectune.study.report import PAIRWISE_FIELDS, build_report, fmt, fmt_interval, write_report
 
 
 def _cell(variant, correct, *, rouge, memory=None, steps=()):
@@ -153,7 +153,7 @@ def test_plots_are_non_empty_pngs(tmp_path):
 
 
 def test_process_peak_memory_is_flagged(tmp_path):
-    from sectune.evaluate.report import PEAK_RSS_NOTE, render_markdown
+    from sectune.study.report import PEAK_RSS_NOTE, render_markdown
 
     cells = _cells()
     assert PEAK_RSS_NOTE not in render_markdown(build_report(load_config(), cells, dataset=tmp_path))

@@ -99,7 +99,7 @@ def _judge(body):
 
 
 def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir, study_dataset, tmp_path, monkeypatch):
-    from sectune.evaluate.api import study
+    from sectune.study.api import study
     from sectune.testing.fake_openai import FakeOpenAI
 
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
@@ -108,7 +108,7 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
     with FakeOpenAI(responder=_judge) as fake:
         judge = ["eval.judge.enabled=true", "eval.judge.pairwise=true", f"eval.judge.base_url={fake.base_url}"]
         cfg = load_config(None, [f"model={tiny_model_dir}", *TINY, *judge])
-        report_dir = study(cfg, study_dataset, out)
+        report_dir = study(cfg, study_dataset, out) / "report"
     report = json.loads((report_dir / "report.json").read_text())
     assert [v["variant"] for v in report["variants"]] == ["base", "lora", "qlora", "full"]
     for variant in report["variants"][1:]:
@@ -137,7 +137,7 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
                 )
             }
         )
-        again = json.loads((study(cfg, study_dataset, out) / "report.json").read_text())
+        again = json.loads((study(cfg, study_dataset, out) / "report" / "report.json").read_text())
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert _without_timings(again) == _without_timings(report)
 
@@ -146,7 +146,7 @@ def test_study_reports_all_four_variants_and_reuses_finished_runs(tiny_model_dir
 @pytest.mark.timeout(3600)
 def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
     """The issue's acceptance run: SmolLM2-135M, all four variants, a few steps each (minutes on 2 cores)."""
-    from sectune.evaluate.api import study
+    from sectune.study.api import study
 
     seed = [json.loads(line) for line in (shared_dir / "data" / "seed" / "output_01.jsonl").read_text().splitlines()]
     folder = tmp_path / "dataset"
@@ -165,7 +165,7 @@ def test_study_on_the_embedded_model_with_tiny_sizes(shared_dir, tmp_path):
             "eval.bootstrap_samples=200",
         ],
     )
-    report_dir = study(cfg, folder, tmp_path / "study")
+    report_dir = study(cfg, folder, tmp_path / "study") / "report"
     report = json.loads((report_dir / "report.json").read_text())
     assert [v["variant"] for v in report["variants"]] == ["base", "lora", "qlora", "full"]
     assert all((report_dir / p).stat().st_size > 5000 for p in ("loss_curves.png", "quality_vs_memory.png"))
@@ -191,7 +191,7 @@ def test_cli_study_with_the_base_variant_only(tiny_model_dir, study_dataset, tmp
 
 def test_study_refuses_a_folder_without_test_split(tmp_path):
     from sectune.errors import UserError
-    from sectune.evaluate.api import study
+    from sectune.study.api import study
 
     with pytest.raises(UserError, match=r"test\.jsonl"):
         study(load_config(), tmp_path, tmp_path / "out")

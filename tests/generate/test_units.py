@@ -10,9 +10,9 @@ import openpyxl
 import pytest
 from generate_helpers import make_config, sample_responder
 
+from sectune.config.generate import QualityConfig
 from sectune.errors import UserError
 from sectune.generate.api import generate
-from sectune.generate.config import QualityConfig
 from sectune.generate.engine import parse_score
 from sectune.generate.export import export_rows, to_alpaca, to_question_answer, to_sharegpt
 from sectune.generate.quality import Deduplicator, filter_reason

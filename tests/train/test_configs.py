@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sectune.config import load_config
-from sectune.train.api import plan
+from sectune.train.plan import plan
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 TRAIN_CONFIGS = sorted([*CONFIGS.glob("train-*.yaml"), *CONFIGS.glob("seed-*.yaml")])

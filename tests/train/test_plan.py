@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 from sectune.cli.main import app
 from sectune.config import load_config
 from sectune.registry.models import ATTENTION, Architecture, get_model
-from sectune.train.api import plan
-from sectune.train.plan import estimate, lora_params
+from sectune.train.plan import estimate, lora_params, plan
 
 # Llama-2-13B's published architecture (not in the registry)
 LLAMA2_13B = Architecture(

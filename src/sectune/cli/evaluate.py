@@ -51,7 +51,7 @@ def eval_command(
 
 
 def _one_line(result: dict) -> str:
-    from sectune.evaluate.report import fmt, fmt_interval
+    from sectune.study.report import fmt, fmt_interval
 
     parts = []
     generation = result.get("generation") or {}
@@ -73,7 +73,7 @@ def study_command(
 ) -> None:
     """Train (or reuse) and evaluate models × {base, lora, qlora, full}; write OUT/report (md, html, png, json)."""
     from sectune.cli.common import console, load
-    from sectune.evaluate.api import study
+    from sectune.study.api import REPORT_DIR, study
 
-    report = study(load(config, sets), dataset, out)
+    report = study(load(config, sets), dataset, out) / REPORT_DIR
     console().print(f"wrote {report}/report.md, report.html, report.json and plots", highlight=False)

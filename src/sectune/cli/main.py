@@ -51,6 +51,7 @@ def _root(
     from sectune.progress import quiet_third_party_bars
 
     quiet_third_party_bars()  # before transformers or datasets are imported: their bars stay off
+    os.environ.setdefault("TQDM_DISABLE", "1")  # any other raw tqdm bar too (read when tqdm is imported)
 
 
 def main() -> None:

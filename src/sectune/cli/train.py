@@ -76,7 +76,7 @@ def plan_command(
     Shown next to what this machine has (free GPU memory, else available RAM). The model is the config's
     `model` (or train.model); pick another with --set model=mistral-7b.
     """
-    from sectune.train.api import plan
+    from sectune.train.plan import plan
 
     cfg = load(config, [*(sets or []), *([f"train.method={method}"] if method else [])])
     result = plan(cfg, batch_size=batch_size, max_length=max_length, gradient_checkpointing=gradient_checkpointing)

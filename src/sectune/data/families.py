@@ -1,8 +1,8 @@
 """What each chat family's tokenizer looks like: its special tokens and the token that ends a turn.
 
 The end-of-turn token is what an assistant turn must be trained on (or the model never learns to
-stop). ``tiny_family_tokenizer`` builds an offline BPE tokenizer carrying a family's special tokens,
-so templates can be checked token by token without downloading any model.
+stop). ``sectune.testing.tiny.tiny_family_tokenizer`` builds an offline BPE tokenizer from these facts, so
+templates can be checked token by token without downloading any model.
 """
 
 from __future__ import annotations
@@ -93,43 +93,3 @@ def family_tokens(family: str) -> FamilyTokens:
         return FAMILIES[family]
     except KeyError:
         raise unknown_name_error("chat family", family, FAMILIES) from None
-
-
-def tiny_family_tokenizer(family: str, *, vocab_size: int = 600):
-    """An offline byte-level BPE tokenizer with ``family``'s special tokens and sectune's template for it.
-
-    Pad falls back to eos when the family has none, as ``sectune.models.load.load_tokenizer`` does.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from sectune.registry.models import template_path
-    from sectune.testing.tiny import CORPUS
-
-    tokens = family_tokens(family)
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(dict.fromkeys(tokens.special)),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator([CORPUS] * 4, trainer=trainer)
-    if tokens.adds_bos and tokens.bos:  # like the hub tokenizer: BOS in front of encoded text
-        from tokenizers import processors
-
-        bos_id = backend.token_to_id(tokens.bos)
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{tokens.bos} $A", pair=f"{tokens.bos} $A $B", special_tokens=[(tokens.bos, bos_id)]
-        )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=tokens.bos,
-        eos_token=tokens.eos,
-        pad_token=tokens.pad or tokens.eos,
-        unk_token=tokens.unk,
-    )
-    tokenizer.chat_template = template_path(family).read_text(encoding="utf-8")
-    return tokenizer

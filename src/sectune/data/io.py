@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.errors import UserError, closest
 
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xlsm"}

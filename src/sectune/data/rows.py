@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.data.io import RawInput, RawRecord
 from sectune.errors import UserError, closest
 

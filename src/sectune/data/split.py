@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.data.rows import SourcedRow
 from sectune.errors import UserError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sectune.data.config import PrepConfig
+from sectune.config.prep import PrepConfig
 from sectune.data.rows import SourcedRow
 from sectune.errors import UserError, closest
 

@@ -1,10 +1,9 @@
-"""The evaluate stage's Python API: ``evaluate`` (one or more targets) and ``study`` (models × variants).
+"""The evaluate stage's Python API: ``evaluate`` (one or more targets: base models, runs, endpoints).
 
 from sectune.config import load_config
-from sectune.api import evaluate, study
+from sectune.api import evaluate
 cfg = load_config("configs/eval-smoke.yaml")
 evaluate(cfg, ["smollm2-135m", "runs/lora"], "runs/lora-eval", dataset="runs/dataset")
-study(load_config("configs/study-smollm2.yaml"), "runs/dataset", "runs/study")
 """
 
 from __future__ import annotations
@@ -251,14 +250,3 @@ def _read_predictions(out: Path, label: str) -> list[dict[str, Any]]:
 
     path = out / "predictions" / f"{label}.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def study(cfg: Any, dataset: str | Path, out: str | Path, *, overwrite_report: bool = True) -> Path:
-    """Train (or reuse) and evaluate every model × variant, then write ``out/report/``.
-
-    Runs go to ``out/runs/<model>-<variant>`` and evaluations to ``out/evals/<model>-<variant>``; a run or
-    evaluation whose summary.json exists is reused, so an interrupted study continues where it stopped.
-    """
-    from sectune.evaluate.study import run_study
-
-    return run_study(cfg, Path(dataset), Path(out), overwrite_report=overwrite_report)

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from sectune.config.generate import GenerateConfig
 from sectune.errors import UserError
 from sectune.generate.caller import Caller, Limits, estimate_tokens
-from sectune.generate.config import GenerateConfig
 from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, read_jsonl_tolerant
 from sectune.generate.topics import Topic
 from sectune.progress import Tracker, track

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sectune.config.generate import GenerateConfig
 from sectune.generate.caller import Caller
-from sectune.generate.config import GenerateConfig
 from sectune.generate.quality import Deduplicator, filter_reason
 from sectune.generate.samples import (
     Parsed,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sectune.config.generate import QualityConfig
 from sectune.errors import UserError
-from sectune.generate.config import QualityConfig
 
 REFUSAL = re.compile(
     r"^\W*(i'?m sorry,? but|i am sorry,? but|i can(?:no|')t (?:help|assist|provide|answer)|i'?m (?:not able|unable) to"

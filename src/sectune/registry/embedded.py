@@ -106,7 +106,8 @@ def build_from_gguf(gguf: Path, target: Path) -> None:
 
     folder, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
+    with _no_gguf_bar():
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     # A GGUF-loaded model refuses save_pretrained: rebuild the class without its quantization config.
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     with contextlib.suppress(AttributeError):
@@ -124,3 +125,18 @@ def build_from_gguf(gguf: Path, target: Path) -> None:
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+@contextlib.contextmanager
+def _no_gguf_bar():
+    """transformers' GGUF reader draws a raw tqdm bar (carriage returns in a log); sectune's tracker reports."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    original = getattr(gguf_utils, "tqdm", None)
+    if original is not None:
+        gguf_utils.tqdm = lambda iterable, *args, **kwargs: iterable
+    try:
+        yield
+    finally:
+        if original is not None:
+            gguf_utils.tqdm = original

@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sectune.config.train import LoraConfig, TrainConfig
 from sectune.errors import UserError
 from sectune.models.load import ResolvedModel
-from sectune.train.config import LoraConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,13 @@ trains (docs/train.md explains each line):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sectune.errors import UserError
 from sectune.registry.models import Architecture, ModelSpec
+
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
 
 GB = 1024**3
 NF4_BYTES = 4.127 / 8  # 4-bit NF4, block 64, double-quantized absmax
@@ -200,3 +204,50 @@ def plan_for_machine(plan_args: dict[str, Any]) -> MemoryPlan:
         with_ckpt = estimate(**{"device": device, **plan_args, "gradient_checkpointing": True})
         notes.append(f"with gradient checkpointing: {with_ckpt.total_gb:.1f} GB")
     return MemoryPlan(**{**asdict(plan), "available_gb": round(available, 2), "notes": notes})
+
+
+def plan(
+    cfg: ExperimentConfig,
+    *,
+    arch: Any = None,
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    method: str | None = None,
+    gradient_checkpointing: bool | None = None,
+    precision: str | None = None,
+) -> MemoryPlan:
+    """Estimate the memory ``cfg``'s training run needs, next to what this machine has.
+
+    Keyword arguments override the config (``arch``: an ``Architecture`` for a model not in the registry).
+    """
+    from sectune.models.load import ResolvedModel, resolve_model
+    from sectune.registry.models import REGISTRY
+    from sectune.train.model import lora_targets, resolve_batch, resolve_precision
+
+    train_cfg = cfg.train
+    ref = train_cfg.model or cfg.model
+    spec = REGISTRY.get(ref)
+    if spec is None and arch is None:
+        spec = resolve_model(ref).spec  # a folder whose config names a registry model
+        if spec is None:
+            raise UserError(
+                f"no architecture numbers for model '{ref}'",
+                field="model",
+                fix="plan a registry model (sectune models) or pass arch= from Python",
+            )
+    targets = lora_targets(train_cfg.lora, ResolvedModel(ref, spec, ref))
+    checkpointing = train_cfg.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+    return plan_for_machine(
+        {
+            "spec": spec or ref,
+            "arch": arch,
+            "method": method or train_cfg.method,
+            "batch_size": batch_size or resolve_batch(train_cfg.batch_size, train_cfg.grad_accum)[0],
+            "max_length": max_length or train_cfg.max_length or cfg.prep.max_length,
+            "lora_r": train_cfg.lora.r,
+            "lora_targets": targets,
+            "lora_dropout": train_cfg.lora.dropout,
+            "gradient_checkpointing": checkpointing is True,
+            "precision": precision or resolve_precision(train_cfg.precision),
+        }
+    )

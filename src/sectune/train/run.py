@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sectune.config.train import TrainConfig
 from sectune.errors import UserError
 from sectune.models.load import RUN_ADAPTER, RUN_MODEL, RUN_SUMMARY, RUN_TEMPLATE, is_train_run
 from sectune.progress import Tracker, track
 from sectune.runs import fingerprint_files, read_json, write_config, write_json, write_run_metadata
-from sectune.train.config import TrainConfig
 from sectune.train.data import dataset_files, held_out_prompts, read_dataset
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def choose_gradient_checkpointing(session: Session, precision: str) -> tuple[boo
     setting = session.train.gradient_checkpointing
     if setting != "auto":
         return bool(setting), "set in the config"
-    from sectune.train.api import plan
+    from sectune.train.plan import plan
 
     try:
         estimate = plan(session.cfg, gradient_checkpointing=False, precision=precision)

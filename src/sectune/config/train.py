@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from sectune.schema import StrictModel
+from sectune.config.base import StrictModel
 
 PositiveInt = Annotated[int, Field(ge=1)]
 

@@ -1,6 +1,8 @@
-"""One experiment = one YAML with a section per stage; dotted ``--set`` overrides on top.
+"""The lowest floor above errors: every stage's typed config, and the experiment that holds them.
 
-Every section is a strict pydantic model: unknown keys fail with the closest valid key.
+One experiment = one YAML with a section per stage; dotted ``--set`` overrides on top. Every section is a
+strict pydantic model (``config/<stage>.py``): unknown keys fail with the closest valid key. Stages import
+their section from here; nothing here imports a stage.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from sectune.data.config import PrepConfig
+from sectune.config.base import StrictModel  # first: every section builds on it
+from sectune.config.evaluate import EvalConfig
+from sectune.config.generate import GenerateConfig
+from sectune.config.prep import PrepConfig
+from sectune.config.study import StudyConfig
+from sectune.config.train import TrainConfig
 from sectune.errors import UserError
-from sectune.evaluate.config import EvalConfig, StudyConfig
-from sectune.generate.config import GenerateConfig
-from sectune.schema import StrictModel
-from sectune.train.config import TrainConfig
 
 EMBEDDED_MODEL = "smollm2-135m"
 
