@@ -2,7 +2,7 @@
 
     from sectune.config import load_config
     from sectune.api import prepare, train
-    cfg = load_config("configs/demo.yaml")
+    cfg = load_config("configs/train-smollm2-lora.yaml")
     dataset = prepare(cfg, "samples.jsonl", "runs/dataset")
     run = train(cfg, dataset, "runs/lora")
 
