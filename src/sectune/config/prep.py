@@ -29,7 +29,7 @@ class PrepConfig(StrictModel):
     truncate_long_messages: bool = False
     # -- clean and split
     dedup: bool = True  # drop exact and near duplicates
-    near_dup_threshold: float = Field(0.85, gt=0, le=1)  # estimated Jaccard similarity of word 3-grams
+    near_dup_threshold: float = Field(0.85, gt=0, le=1)  # estimated Jaccard of byte 5-grams (data/dedup.py)
     minhash_perm: int = Field(128, ge=16)
     validation_size: float = Field(0.1, ge=0, lt=1)
     test_size: float = Field(0.1, ge=0, lt=1)

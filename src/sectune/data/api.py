@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,24 +151,21 @@ def _train_split_checks(tok: Any, rows: list, prep: Any, model: str | Path) -> d
 
 
 def _write_splits(folder: Path, splits: dict[str, list], tok: Any, export_prompt_completion: bool) -> None:
+    from sectune.data.jsonl import write_jsonl
     from sectune.data.render import prompt_completion
 
     if export_prompt_completion:
         (folder / "prompt_completion").mkdir()
     for name in SPLIT_FILES:
         rows = splits[name]
-        _write_jsonl(folder / f"{name}.jsonl", [row.as_row() for row in rows])
+        # default=str: dates in meta (from a spreadsheet) become text
+        write_jsonl(folder / f"{name}.jsonl", [row.as_row() for row in rows], default=str)
         if export_prompt_completion:
-            _write_jsonl(
+            write_jsonl(
                 folder / "prompt_completion" / f"{name}.jsonl",
                 [{**prompt_completion(tok, row.messages), "meta": row.meta} for row in rows],
+                default=str,
             )
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")  # dates in meta → text
 
 
 def inspect_dataset(

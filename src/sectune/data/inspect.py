@@ -5,12 +5,12 @@ Accepts a dataset folder (reads one split) or a single JSONL file (any supported
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sectune.data.checks import DatasetChecks, run_checks
+from sectune.data.jsonl import read_jsonl
 from sectune.data.render import TokenizedRow, load_prep_tokenizer, tokenize_for_training
 from sectune.errors import UserError
 
@@ -41,7 +41,7 @@ def load_rows(dataset: Path, split: str, cfg: ExperimentConfig) -> tuple[list[di
     """Canonical rows of a dataset folder's split, or of any single input file sectune imports."""
     if dataset.is_dir() and (dataset / f"{split}.jsonl").is_file():
         file = dataset / f"{split}.jsonl"
-        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(file)
         return rows, str(file)
     if dataset.is_dir() and (dataset / "train.jsonl").is_file():
         raise UserError(f"split '{split}' not found", file=dataset, fix="use --split train, validation or test")

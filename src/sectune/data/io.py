@@ -84,26 +84,21 @@ def read_text_utf8(path: Path) -> str:
 
 
 def _read_jsonl(path: Path, cfg: PrepConfig) -> RawInput:
+    from sectune.data.jsonl import iter_jsonl_text
+
     records = []
-    for number, line in enumerate(read_text_utf8(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        records.append(RawRecord(_parse_object(line, path, f"line {number}"), f"line {number}"))
+    # read_text_utf8 first: its errors name the line of a non-UTF-8 byte and spot UTF-16
+    for number, value in iter_jsonl_text(read_text_utf8(path), path):  # a bad line: "line N: not valid JSON"
+        if not isinstance(value, dict):
+            raise UserError(
+                f"line {number}: expected a JSON object, got {type(value).__name__}",
+                file=path,
+                fix="one JSON object per line",
+            )
+        records.append(RawRecord(value, f"line {number}"))
     if not records:
         raise UserError("file has no rows (only blank lines)", file=path, fix="pass a file with at least one row")
     return RawInput(path, records, table=False, columns=[])
-
-
-def _parse_object(text: str, path: Path, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg})", file=path, fix="one JSON object per line") from None
-    if not isinstance(value, dict):
-        raise UserError(
-            f"{where}: expected a JSON object, got {type(value).__name__}", file=path, fix="one JSON object per line"
-        )
-    return value
 
 
 def _read_json(path: Path, cfg: PrepConfig) -> RawInput:

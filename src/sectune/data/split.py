@@ -1,24 +1,24 @@
 """Clean, de-duplicate and split rows: deterministic by seed, near-duplicates never cross splits.
 
-Near duplicates are found with MinHash LSH (datasketch) over word 3-grams of the user and assistant
-text (the system prompt is shared by most rows, so it is left out). Rows are grouped into clusters of
-near duplicates; with dedup on, each cluster keeps its first row; with dedup off, a whole cluster goes
-to one split. Either way the leakage check afterwards must find no near-duplicate pair across splits.
+Near duplicates are defined in :mod:`sectune.data.dedup` (the MinHash Jaccard estimate of byte 5-grams, the
+same definition generate uses), here over the user and assistant text of a row (the system prompt is shared
+by most rows, so it is left out). Rows are grouped into clusters of near duplicates; with dedup on, each
+cluster keeps its first row; with dedup off, a whole cluster goes to one split. Either way the leakage check
+afterwards must find no near-duplicate pair across splits.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import random
 import re
 import unicodedata
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sectune.config.prep import PrepConfig
+from sectune.data.dedup import NearDuplicateIndex, signature
 from sectune.data.rows import SourcedRow
 from sectune.errors import UserError
 
@@ -42,31 +42,6 @@ def _signature_text(row: SourcedRow) -> str:
     return "\n".join(m["content"].lower() for m in row.messages if m["role"] != "system")
 
 
-def _shingles(text: str, size: int = 3) -> set[bytes]:
-    words = re.findall(r"\w+", text)
-    if len(words) < size:
-        return {" ".join(words).encode()}
-    return {" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)}
-
-
-@functools.lru_cache(maxsize=4)
-def _permutations(num_perm: int):
-    from datasketch import MinHash
-
-    return MinHash(num_perm=num_perm, seed=1).permutations  # computing them is most of a MinHash's setup cost
-
-
-def _minhash(text: str, num_perm: int):
-    """A MinHash of the text's word 3-grams; crc32 is stable across processes (unlike hash()) and fast."""
-    from datasketch import MinHash
-
-    signature = MinHash(
-        num_perm=num_perm, seed=1, hashfunc=zlib.crc32, permutations=_permutations(num_perm), scheme="affine32"
-    )
-    signature.update_batch(list(_shingles(text)))
-    return signature
-
-
 class _Signatures:
     """MinHash per row, computed once for the dedup pass and reused by the leakage check."""
 
@@ -77,7 +52,7 @@ class _Signatures:
     def __call__(self, row: SourcedRow):
         key = id(row)
         if key not in self._by_row:
-            self._by_row[key] = _minhash(_signature_text(row), self.num_perm)
+            self._by_row[key] = signature(_signature_text(row), self.num_perm)
         return self._by_row[key]
 
 
@@ -89,9 +64,7 @@ class DedupReport:
 
 
 def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig, signatures: _Signatures | None = None) -> DedupReport:
-    """Clusters of exact and near duplicates (union-find over LSH candidate pairs)."""
-    from datasketch import MinHashLSH
-
+    """Clusters of exact and near duplicates (union-find over near-duplicate pairs)."""
     parent = list(range(len(rows)))
 
     def root(i: int) -> int:
@@ -103,7 +76,7 @@ def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig, signatures: _Signat
     signatures = signatures or _Signatures(cfg.minhash_perm)
     report = DedupReport()
     exact: dict[str, int] = {}
-    lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
+    near = NearDuplicateIndex(cfg.near_dup_threshold, cfg.minhash_perm)
     for index, row in enumerate(rows):
         text = _signature_text(row)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -112,10 +85,10 @@ def find_duplicates(rows: list[SourcedRow], cfg: PrepConfig, signatures: _Signat
             report.exact_duplicates += 1
             continue
         exact[digest] = index
-        signature = signatures(row)
-        for other in lsh.query(signature):
-            parent[root(index)] = root(int(other))
-        lsh.insert(str(index), signature)
+        minhash = signatures(row)
+        for other in near.query(minhash):
+            parent[root(index)] = root(other)
+        near.add(index, minhash)
     groups: dict[int, list[int]] = {}
     for index in range(len(rows)):
         groups.setdefault(root(index), []).append(index)
@@ -202,15 +175,13 @@ def leakage_pairs(
     splits: dict[str, list[SourcedRow]], cfg: PrepConfig, signatures: _Signatures | None = None
 ) -> list[tuple[str, str]]:
     """Pairs (validation/test row, train row) that are near duplicates: must be empty."""
-    from datasketch import MinHashLSH
-
     signatures = signatures or _Signatures(cfg.minhash_perm)
-    lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=cfg.minhash_perm)
+    train = NearDuplicateIndex(cfg.near_dup_threshold, cfg.minhash_perm)
     for index, row in enumerate(splits["train"]):
-        lsh.insert(str(index), signatures(row))
+        train.add(index, signatures(row))
     pairs = []
     for name in ("validation", "test"):
         for row in splits[name]:
-            for hit in lsh.query(signatures(row)):
-                pairs.append((f"{name} {row.where}", f"train {splits['train'][int(hit)].where}"))
+            for hit in train.query(signatures(row)):
+                pairs.append((f"{name} {row.where}", f"train {splits['train'][hit].where}"))
     return pairs

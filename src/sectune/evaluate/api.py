@@ -8,21 +8,23 @@ evaluate(cfg, ["smollm2-135m", "runs/lora"], "runs/lora-eval", dataset="runs/dat
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sectune.errors import UserError
 from sectune.progress import track
 from sectune.runs import atomic_output_dir, write_run_metadata
 
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
+
 Target = str | Path
 
 
 def evaluate(
-    cfg: Any,
+    cfg: ExperimentConfig,
     target: Target | Sequence[Target],
     out: str | Path,
     *,
@@ -64,7 +66,7 @@ def evaluate(
     return Path(out)
 
 
-def _check_inputs_early(cfg: Any, dataset: str | Path | None) -> None:
+def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None) -> None:
     from sectune.evaluate.heldout import load_examples
     from sectune.evaluate.mcq import load_benchmark
 
@@ -74,7 +76,9 @@ def _check_inputs_early(cfg: Any, dataset: str | Path | None) -> None:
         load_examples(dataset, limit=cfg.eval.max_examples)
 
 
-def evaluate_target(cfg: Any, target: Target, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+def evaluate_target(
+    cfg: ExperimentConfig, target: Target, *, dataset: str | Path | None, out: Path, label: str
+) -> dict[str, Any]:
     """All configured measurements for one target; predictions go to ``out/predictions/<label>.jsonl``."""
     from sectune.evaluate.targets import is_endpoint
 
@@ -83,7 +87,9 @@ def evaluate_target(cfg: Any, target: Target, *, dataset: str | Path | None, out
     return _evaluate_local(cfg, target, dataset=dataset, out=out, label=label)
 
 
-def _evaluate_local(cfg: Any, target: Target, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+def _evaluate_local(
+    cfg: ExperimentConfig, target: Target, *, dataset: str | Path | None, out: Path, label: str
+) -> dict[str, Any]:
     import gc
 
     from sectune.evaluate import heldout
@@ -113,7 +119,9 @@ def _evaluate_local(cfg: Any, target: Target, *, dataset: str | Path | None, out
     return result
 
 
-def _evaluate_endpoint(cfg: Any, url: str, *, dataset: str | Path | None, out: Path, label: str) -> dict[str, Any]:
+def _evaluate_endpoint(
+    cfg: ExperimentConfig, url: str, *, dataset: str | Path | None, out: Path, label: str
+) -> dict[str, Any]:
     from sectune.evaluate import heldout
 
     if not cfg.eval.endpoint_model:
@@ -137,7 +145,9 @@ def _evaluate_endpoint(cfg: Any, url: str, *, dataset: str | Path | None, out: P
     return result
 
 
-def _generation_result(cfg: Any, examples: list, outputs: list, tokenizer: Any, seconds: float) -> dict[str, Any]:
+def _generation_result(
+    cfg: ExperimentConfig, examples: list, outputs: list, tokenizer: Any, seconds: float
+) -> dict[str, Any]:
     """Reference metrics over the answers that came back; failed requests are excluded and counted."""
     from sectune.evaluate import heldout
 
@@ -163,7 +173,7 @@ def _generation_result(cfg: Any, examples: list, outputs: list, tokenizer: Any, 
 _ENCODERS: dict[str, Any] = {}
 
 
-def _encoder(cfg: Any) -> Any:
+def _encoder(cfg: ExperimentConfig) -> Any:
     from sectune.evaluate.metrics import sentence_encoder
 
     key = cfg.eval.embedding_model or "default"
@@ -172,7 +182,7 @@ def _encoder(cfg: Any) -> Any:
     return _ENCODERS[key]
 
 
-def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any, label: str = "model") -> dict[str, Any]:
+def _score_benchmarks(cfg: ExperimentConfig, model: Any, tokenizer: Any, label: str = "model") -> dict[str, Any]:
     from sectune.evaluate.mcq import load_benchmark, score_benchmark
 
     results = {}
@@ -198,24 +208,25 @@ def _score_benchmarks(cfg: Any, model: Any, tokenizer: Any, label: str = "model"
 
 
 def _write_predictions(out: Path, label: str, examples: list, outputs: list) -> None:
-    import json
+    from sectune.data.jsonl import write_jsonl
 
     folder = out / "predictions"
     folder.mkdir(exist_ok=True)
-    with (folder / f"{label}.jsonl").open("w", encoding="utf-8") as handle:
-        for example, output in zip(examples, outputs, strict=True):
-            row = {
-                "messages": example.prompt,
-                "reference": example.reference,
-                "prediction": output.text,
-                "finish_reason": output.finish_reason,
-            }
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = (
+        {
+            "messages": example.prompt,
+            "reference": example.reference,
+            "prediction": output.text,
+            "finish_reason": output.finish_reason,
+        }
+        for example, output in zip(examples, outputs, strict=True)
+    )
+    write_jsonl(folder / f"{label}.jsonl", rows)
 
 
-def _judge_all(cfg: Any, results: dict[str, Any], out: Path) -> None:
+def _judge_all(cfg: ExperimentConfig, results: dict[str, Any], out: Path) -> None:
     """Absolute scores for every target; pairwise first target (baseline) vs each other target."""
-    from sectune.evaluate.judge import build_judge, judge_absolute, judge_pairwise
+    from sectune.llm.judge import Judge, judge_absolute, judge_pairwise_predictions, run_judge
 
     labels = list(results)
     rows = {
@@ -227,26 +238,20 @@ def _judge_all(cfg: Any, results: dict[str, Any], out: Path) -> None:
     questions = [r["messages"][-1]["content"] for r in first]
     references = [r["reference"] for r in first]
 
-    async def run() -> None:
-        judge = build_judge(cfg.eval.judge)
-        try:
-            for label, predictions in rows.items():
-                answers = [r["prediction"] for r in predictions]
-                if cfg.eval.judge.absolute:
-                    results[label]["judge_absolute"] = await judge_absolute(judge, questions, references, answers)
-                if cfg.eval.judge.pairwise and label != labels[0]:
-                    baseline = [r["prediction"] for r in first]
-                    results[label]["judge_pairwise_vs_" + labels[0]] = await judge_pairwise(
-                        judge, questions, references, baseline, answers
-                    )
-        finally:
-            await judge.provider.aclose()
+    async def work(judge: Judge) -> None:
+        for label, predictions in rows.items():
+            answers = [r["prediction"] for r in predictions]
+            if cfg.eval.judge.absolute:
+                results[label]["judge_absolute"] = await judge_absolute(judge, questions, references, answers)
+            if cfg.eval.judge.pairwise and label != labels[0]:
+                results[label]["judge_pairwise_vs_" + labels[0]] = await judge_pairwise_predictions(
+                    judge, first, predictions
+                )
 
-    asyncio.run(run())
+    run_judge(cfg.eval.judge, work)
 
 
 def _read_predictions(out: Path, label: str) -> list[dict[str, Any]]:
-    import json
+    from sectune.data.jsonl import read_jsonl
 
-    path = out / "predictions" / f"{label}.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(out / "predictions" / f"{label}.jsonl")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sectune.data.jsonl import JsonlError, iter_jsonl
 from sectune.errors import UserError
 from sectune.evaluate import metrics
 from sectune.evaluate.stats import mean_with_interval
+
+if TYPE_CHECKING:
+    from sectune.config.evaluate import EvalConfig
 
 Messages = list[dict[str, str]]
 
@@ -29,23 +32,19 @@ def load_examples(dataset: str | Path, *, limit: int | None = None) -> list[Exam
     if not file.is_file():
         raise UserError("no test split found", file=file, fix="pass a dataset folder from sectune prep or a JSONL file")
     examples = []
-    with file.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            examples.append(_example(line, file, line_no))
+    try:
+        for line_no, row in iter_jsonl(file):  # read as it goes: ``limit`` rows of a large file cost little
+            examples.append(_example(row, file, line_no))
             if limit is not None and len(examples) >= limit:
                 break
+    except JsonlError as exc:
+        raise UserError(f"not valid JSON: {exc.msg}", file=file, field=f"line {exc.line}", fix="fix the row") from None
     if not examples:
         raise UserError("the test split is empty", file=file, fix="re-run sectune prep with a test fraction above 0")
     return examples
 
 
-def _example(line: str, file: Path, line_no: int) -> Example:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"not valid JSON: {exc.msg}", file=file, field=f"line {line_no}", fix="fix the row") from None
+def _example(row: Any, file: Path, line_no: int) -> Example:
     messages = row.get("messages") if isinstance(row, dict) else None
     if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
         raise UserError(
@@ -86,7 +85,7 @@ def score_generations(
 
 
 def generate_local(
-    model: Any, tokenizer: Any, examples: Sequence[Example], eval_cfg: Any, seed: int, *, label: str = "model"
+    model: Any, tokenizer: Any, examples: Sequence[Example], eval_cfg: EvalConfig, seed: int, *, label: str = "model"
 ) -> list[Any]:
     """Greedy answers from a local model, batched, with progress lines."""
     from sectune.models.generation import generate_chat
@@ -102,23 +101,32 @@ def generate_local(
     )
 
 
-def generate_endpoint(url: str, model_name: str, examples: Sequence[Example], eval_cfg: Any, seed: int) -> list[Any]:
-    """Answers from an OpenAI-compatible endpoint through sectune's provider."""
-    from sectune.llm import Completion, ProviderError, get_provider
+def generate_endpoint(
+    url: str, model_name: str, examples: Sequence[Example], eval_cfg: EvalConfig, seed: int
+) -> list[Any]:
+    """Answers from an OpenAI-compatible endpoint through sectune's request layer (``sectune.llm.requests``).
+
+    At most ``eval.endpoint_max_in_flight`` requests at once; rate limits, 5xx, timeouts and connection errors
+    are retried up to ``eval.endpoint_max_retries`` times (backoff, Retry-After), as in generation. Not cached.
+    """
+    from sectune.llm import Completion, get_provider
+    from sectune.llm.requests import Caller, Limits
 
     provider = get_provider("openai", model=model_name, base_url=url)
+    limits = Limits(
+        max_tokens=eval_cfg.max_new_tokens,
+        max_retries=eval_cfg.endpoint_max_retries,
+        max_in_flight=eval_cfg.endpoint_max_in_flight,
+    )
 
     async def run() -> list[Any]:
-        semaphore = asyncio.Semaphore(8)
+        caller = Caller(provider, limits)
 
         async def one(example: Example) -> Any:
-            async with semaphore:
-                try:
-                    return await provider.complete(
-                        example.prompt, max_tokens=eval_cfg.max_new_tokens, temperature=0.0, seed=seed
-                    )
-                except ProviderError as exc:  # one failed request is excluded and counted, not a crash
-                    return Completion(text="", finish_reason=f"error:{exc.kind}")
+            result = await caller.call(example.prompt, {"temperature": 0.0, "seed": seed})
+            if result.error is not None:  # one failed request is excluded and counted, not a crash
+                return Completion(text="", finish_reason=f"error:{result.error.kind}")
+            return result.completion
 
         try:
             return await asyncio.gather(*(one(ex) for ex in examples))

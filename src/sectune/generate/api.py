@@ -21,16 +21,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 
 from sectune.config.generate import GenerateConfig
+from sectune.data.jsonl import read_jsonl, write_jsonl
 from sectune.errors import UserError
-from sectune.generate.caller import Caller, Limits, estimate_tokens
-from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, read_jsonl_tolerant
+from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, SlotOutcome
 from sectune.generate.topics import Topic
+from sectune.llm.requests import Caller, Limits, estimate_tokens
 from sectune.progress import Tracker, track
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
     from sectune.generate.engine import Progress, RunState
     from sectune.llm.base import Provider
+    from sectune.llm.judge import Judge
 
 T = TypeVar("T")
 TOPICS_FILE = "topics.jsonl"
@@ -40,18 +42,19 @@ RESUMABLE_FIELDS = {
     "ramp_up_s", "rpm", "tpm", "max_requests_factor", "budget_usd", "prices", "local_batch_size", "cache_dir",
     "formats", "base_url", "api_key_env",
 }  # fmt: skip
+RESUMABLE_JUDGE_FIELDS = {"base_url", "api_key_env"}  # of generate.quality.judge: where requests go, not what
 
 
 # --- shared setup --------------------------------------------------------------------------------------------
-def make_provider(cfg: ExperimentConfig, *, provider: str | None = None, model: str | None = None) -> Provider:
+def make_provider(cfg: ExperimentConfig) -> Provider:
     """The configured provider; ``local`` defaults to the experiment's model (the embedded one by default)."""
     from sectune.llm import get_provider
 
     gen = cfg.generate
-    name = provider or gen.provider
+    name = gen.provider
     return get_provider(
         name,
-        model=model or gen.model or (cfg.model if name == "local" else None),
+        model=gen.model or (cfg.model if name == "local" else None),
         base_url=gen.base_url,
         api_key_env=gen.api_key_env,
         timeout=gen.timeout_s,
@@ -236,9 +239,18 @@ def _check_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_faile
 def _content_changes(earlier: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
     now = cfg.model_dump(mode="json")
     changed = [key for key in ("seed", "model") if earlier.get(key) != now.get(key)]
-    before, after = earlier.get("generate") or {}, now["generate"]
+    before, after = _without_judge_endpoint(earlier.get("generate") or {}), _without_judge_endpoint(now["generate"])
     changed += [f"generate.{k}" for k in after if k not in RESUMABLE_FIELDS and before.get(k) != after[k]]
     return changed
+
+
+def _without_judge_endpoint(gen: dict[str, Any]) -> dict[str, Any]:
+    """``gen`` without the judge's base_url / api_key_env (absent from runs started before they existed)."""
+    judge = (gen.get("quality") or {}).get("judge")
+    if not isinstance(judge, dict):
+        return gen
+    judge = {k: v for k, v in judge.items() if k not in RESUMABLE_JUDGE_FIELDS}
+    return {**gen, "quality": {**gen["quality"], "judge": judge}}
 
 
 def _write_config(out: Path, cfg: ExperimentConfig) -> None:
@@ -248,9 +260,9 @@ def _write_config(out: Path, cfg: ExperimentConfig) -> None:
 
 
 async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start) -> dict[str, Any]:
-    from sectune.generate.cache import ResponseCache
     from sectune.generate.engine import Engine, gc_frozen
     from sectune.generate.topics import spread_samples
+    from sectune.llm.cache import ResponseCache
     from sectune.llm.prices import price_for
 
     gen: GenerateConfig = cfg.generate
@@ -265,7 +277,7 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
         if on_start is not None:
             on_start(plan)
         caller = Caller(prov, limits_of(gen), cache)
-        judge = _judge_caller(cfg, prov, cache)
+        judge = _judge(cfg, prov, cache)
         samples_log, requests_log = AppendLog(out / SAMPLES_FILE), AppendLog(out / REQUESTS_FILE)
         tracker = track("generate", plan["requested"], unit="samples", start=plan["already_accepted"]).open()
         engine = Engine(
@@ -323,9 +335,7 @@ async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:
 
 
 def _save_topics_with_counts(topic_list: list[Topic], path: Path) -> None:
-    import json
-
-    lines = []
+    rows = []
     for topic in topic_list:
         row: dict[str, Any] = {"path": topic.path}
         row.update(
@@ -335,25 +345,25 @@ def _save_topics_with_counts(topic_list: list[Topic], path: Path) -> None:
                 if v is not None
             }
         )
-        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.replace(path)
+        rows.append(row)
+    write_jsonl(path, rows)
 
 
 def _load_state(out: Path) -> RunState:
     from sectune.generate.engine import RunState
 
     state = RunState()
-    for outcome in read_jsonl_tolerant(out / REQUESTS_FILE):
+    for line in read_jsonl(out / REQUESTS_FILE, tolerant=True):
+        outcome = SlotOutcome.from_dict(line)
         state.set_outcome(outcome)
         state.add_usage(outcome)
-    state.samples = read_jsonl_tolerant(out / SAMPLES_FILE)
+    state.samples = read_jsonl(out / SAMPLES_FILE, tolerant=True)
     for row in state.samples:  # a sample saved just before a kill, without its outcome line
         slot = row["meta"]["slot"]
-        if state.outcomes.get(slot, {}).get("status") != "accepted":
+        known = state.outcomes.get(slot)
+        if known is None or known.status != "accepted":
             t, k = map(int, slot.split(":"))
-            state.set_outcome({"slot": slot, "topic": t, "k": k, "status": "accepted", "reason": None})
+            state.set_outcome(SlotOutcome(slot, t, k, status="accepted", reason=None))
     return state
 
 
@@ -372,17 +382,52 @@ def _deduplicator(gen: GenerateConfig, state: RunState):
     return dedup
 
 
-def _judge_caller(cfg: ExperimentConfig, prov: Provider, cache) -> Caller | None:
-    judge = cfg.generate.quality.judge
-    if not judge.enabled:
+def _judge(cfg: ExperimentConfig, prov: Provider, cache) -> Judge | None:
+    """The LLM judge of the quality filter (``generate.quality.judge``), under the generation limits and cache."""
+    from sectune.llm.judge import Judge
+
+    if not cfg.generate.quality.judge.enabled:
         return None
-    same = judge.provider in (None, prov.name) and judge.model in (None, prov.model)
-    judge_provider = prov if same else make_provider(cfg, provider=judge.provider, model=judge.model)
-    return Caller(judge_provider, limits_of(cfg.generate), cache)
+    return Judge(Caller(judge_provider(cfg, prov), limits_of(cfg.generate), cache))
+
+
+def judge_provider(cfg: ExperimentConfig, prov: Provider) -> Provider:
+    """The judge's own provider: its ``base_url`` and ``api_key_env`` never come from the generator's settings.
+
+    A judge with no provider, model, base_url or api_key_env of its own judges with the generator (``prov``),
+    and so does one whose settings all equal the generator's; otherwise unset ``base_url`` / ``api_key_env``
+    mean the judge provider's own defaults (OPENAI_BASE_URL / OPENAI_API_KEY…), and an unset ``model`` with
+    the generator's provider means the generator's model.
+    """
+    from sectune.llm import get_provider
+
+    gen, judge = cfg.generate, cfg.generate.quality.judge
+    if judge.provider is None and judge.model is None and judge.base_url is None and judge.api_key_env is None:
+        return prov
+    name = judge.provider or prov.name
+    model = judge.model or (prov.model if name == prov.name else cfg.model if name == "local" else None)
+    if model is None:
+        raise UserError(
+            f"the judge's provider '{name}' needs a model name",
+            field="generate.quality.judge.model",
+            fix="set e.g. generate.quality.judge.model=gpt-4o-mini",
+        )
+    same = (name, model, judge.base_url, judge.api_key_env) == (prov.name, prov.model, gen.base_url, gen.api_key_env)
+    if same:
+        return prov
+    return get_provider(
+        name,
+        model=model,
+        base_url=judge.base_url,
+        api_key_env=judge.api_key_env,
+        timeout=gen.timeout_s,
+        local_batch_size=gen.local_batch_size,
+        seed=cfg.seed,
+    )
 
 
 def _retry_slots(state: RunState) -> list[str]:
-    return [sid for sid, outcome in state.outcomes.items() if outcome["status"] in ("rejected", "failed")]
+    return [sid for sid, outcome in state.outcomes.items() if outcome.status in ("rejected", "failed")]
 
 
 def _plan(cfg, prov, topic_list, targets, state, price) -> dict[str, Any]:
@@ -412,13 +457,13 @@ def _plan(cfg, prov, topic_list, targets, state, price) -> dict[str, Any]:
 
 
 def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dict[str, Any]:
-    from sectune.generate.export import export_rows
+    from sectune.data.export import export_rows
     from sectune.runs import write_run_metadata
 
     state = engine.state
     accepted, rejected, failed = state.counts()
     requested = sum(engine.targets)
-    rows = read_jsonl_tolerant(out / SAMPLES_FILE)
+    rows = read_jsonl(out / SAMPLES_FILE, tolerant=True)
     status = f"stopped_{engine.stop_reason}" if engine.stop_reason else None
     status = status or ("complete" if accepted >= requested else "incomplete")
     files = export_rows(rows, out, cfg.generate.formats) if not status.startswith("stopped_") else {}
@@ -457,6 +502,6 @@ def _error_examples(state: RunState) -> dict[str, str]:
     """One message per final error kind, so the summary says what went wrong, not only how often."""
     examples: dict[str, str] = {}
     for outcome in state.outcomes.values():
-        if outcome["status"] == "failed" and outcome["reason"] not in examples:
-            examples[outcome["reason"]] = str(outcome.get("error", ""))[:200]
+        if outcome.status == "failed" and str(outcome.reason) not in examples:
+            examples[str(outcome.reason)] = (outcome.error or "")[:200]
     return examples

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import math
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from sectune.config.generate import GenerateConfig
-from sectune.generate.caller import Caller
 from sectune.generate.quality import Deduplicator, filter_reason
 from sectune.generate.samples import (
     Parsed,
@@ -39,9 +37,11 @@ from sectune.generate.samples import (
     sample_prompt,
     to_row,
 )
-from sectune.generate.store import AppendLog
+from sectune.generate.store import AppendLog, SlotOutcome
 from sectune.generate.topics import Topic
+from sectune.llm.judge import Judge, parse_score, sample_messages
 from sectune.llm.prices import cost_usd
+from sectune.llm.requests import Caller
 
 # Errors no retry fixes: a run made only of them stops instead of burning through every request slot.
 STOPPING_ERRORS = ("auth", "bad_request")
@@ -78,7 +78,7 @@ ProgressCallback = Callable[[Progress], None]
 class RunState:
     """Outcomes so far (loaded from the run folder on resume)."""
 
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # slot id → latest outcome
+    outcomes: dict[str, SlotOutcome] = field(default_factory=dict)  # slot id → latest outcome
     samples: list[dict[str, Any]] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -86,20 +86,20 @@ class RunState:
     cost_unknown: bool = False
     _tally: Counter[tuple[str, str | None]] = field(default_factory=Counter)  # (status, reason) → slots
 
-    def add_usage(self, outcome: dict[str, Any]) -> None:
-        self.prompt_tokens += outcome.get("prompt_tokens", 0)
-        self.completion_tokens += outcome.get("completion_tokens", 0)
-        if outcome.get("cost_usd") is None and not outcome.get("cached") and outcome.get("completion_tokens"):
+    def add_usage(self, outcome: SlotOutcome) -> None:
+        self.prompt_tokens += outcome.prompt_tokens
+        self.completion_tokens += outcome.completion_tokens
+        if outcome.cost_usd is None and not outcome.cached and outcome.completion_tokens:
             self.cost_unknown = True
-        self.cost_usd += outcome.get("cost_usd") or 0.0
+        self.cost_usd += outcome.cost_usd or 0.0
 
-    def set_outcome(self, outcome: dict[str, Any]) -> None:
+    def set_outcome(self, outcome: SlotOutcome) -> None:
         """Make ``outcome`` the slot's final outcome, keeping the tallies current (O(1) per outcome)."""
-        previous = self.outcomes.get(outcome["slot"])
+        previous = self.outcomes.get(outcome.slot)
         if previous is not None:
-            self._tally[(previous["status"], previous.get("reason"))] -= 1
-        self.outcomes[outcome["slot"]] = outcome
-        self._tally[(outcome["status"], outcome.get("reason"))] += 1
+            self._tally[(previous.status, previous.reason)] -= 1
+        self.outcomes[outcome.slot] = outcome
+        self._tally[(outcome.status, outcome.reason)] += 1
 
     def counts(self) -> tuple[int, Counter[str], Counter[str]]:
         """(accepted, rejected by reason, failed by error kind) over the final outcome of every slot."""
@@ -127,7 +127,7 @@ class Engine:
         topics: list[Topic],
         targets: list[int],
         caller: Caller,
-        judge: Caller | None,
+        judge: Judge | None,
         state: RunState,
         dedup: Deduplicator | None,
         samples_log: AppendLog,
@@ -168,7 +168,7 @@ class Engine:
             t = int(sid.split(":")[0])
             if t < len(self.topics):
                 self._finished[t] += 1
-                self._accepted[t] += outcome["status"] == "accepted"
+                self._accepted[t] += outcome.status == "accepted"
         self._accepted_at_start = sum(self._accepted)
 
     def _retry_queues(self, slots: list[str]) -> list[list[int]]:
@@ -227,7 +227,7 @@ class Engine:
                     condition.notify_all()
                     return
                 self._in_flight[slot[0]] += 1
-            outcome: dict[str, Any] | None = None
+            outcome: SlotOutcome | None = None
             try:
                 outcome = await self._run_slot(*slot)
             finally:
@@ -248,10 +248,9 @@ class Engine:
             params["response_format"] = response_format()
         return params
 
-    async def _run_slot(self, t: int, k: int) -> dict[str, Any]:
+    async def _run_slot(self, t: int, k: int) -> SlotOutcome:
         topic = self.topics[t]
-        outcome: dict[str, Any] = {"slot": slot_id(t, k), "topic": t, "k": k, "cached": True,
-                                   "prompt_tokens": 0, "completion_tokens": 0}  # fmt: skip
+        outcome = SlotOutcome(slot_id(t, k), t, k)
         if self.mode == "two_step":
             parsed, reason = await self._two_step(topic, k, outcome)
         else:
@@ -261,19 +260,21 @@ class Engine:
             parsed = parse_sample(text, json_output=json_output, turns=turns) if reason is None else None
             if reason is None and parsed is None:
                 reason = "malformed"
-        outcome["cost_usd"] = cost_usd(self.price, outcome["prompt_tokens"], outcome["completion_tokens"])
-        if outcome.get("status") == "failed":
+        outcome.cost_usd = cost_usd(self.price, outcome.prompt_tokens, outcome.completion_tokens)
+        if outcome.status == "failed":
             return outcome
         if reason is None:
             assert parsed is not None
             reason = await self._check(parsed)
         if reason is not None:
-            return {**outcome, "status": "rejected", "reason": reason}
+            outcome.status, outcome.reason = "rejected", reason
+            return outcome
         assert parsed is not None
         self.samples_log.append(to_row(parsed, self.cfg.system_prompt, self._meta(topic, t, k, parsed)))
-        return {**outcome, "status": "accepted", "reason": None}
+        outcome.status, outcome.reason = "accepted", None
+        return outcome
 
-    async def _two_step(self, topic: Topic, k: int, outcome: dict[str, Any]) -> tuple[Parsed | None, str | None]:
+    async def _two_step(self, topic: Topic, k: int, outcome: SlotOutcome) -> tuple[Parsed | None, str | None]:
         """Small local models: ask for a question, then let the model answer it as the assistant."""
         prefill = getattr(self.caller.provider, "supports_prefill", False)
         prompt = (prefilled_question_prompt if prefill else question_prompt)(topic, k, self.cfg.instructions)
@@ -297,7 +298,7 @@ class Engine:
         self,
         messages: list[dict[str, str]],
         k: int,
-        outcome: dict[str, Any],
+        outcome: SlotOutcome,
         max_tokens: int | None = None,
         allow_length: bool = False,
     ) -> tuple[str, str | None]:
@@ -305,14 +306,14 @@ class Engine:
         bypass = self._retry is not None
         result = await self.caller.call(messages, self._params(k), bypass_cache=bypass, max_tokens=max_tokens)
         if result.error is not None:
-            outcome.update(status="failed", reason=result.error.kind, error=str(result.error)[:200])
+            outcome.status, outcome.reason, outcome.error = "failed", result.error.kind, str(result.error)[:200]
             return "", result.error.kind
         completion = result.completion
         assert completion is not None
-        outcome["cached"] = outcome["cached"] and result.cached
+        outcome.cached = outcome.cached and result.cached
         if not result.cached:
-            outcome["prompt_tokens"] += completion.prompt_tokens
-            outcome["completion_tokens"] += completion.completion_tokens
+            outcome.prompt_tokens += completion.prompt_tokens
+            outcome.completion_tokens += completion.completion_tokens
         if allow_length and completion.finish_reason == "length":
             return completion.text, None
         if completion.finish_reason != "stop":  # cut off or blocked: never a sample (issue 11)
@@ -335,10 +336,10 @@ class Engine:
 
     async def _llm_judge(self, parsed: Parsed) -> str | None:
         assert self.judge is not None
-        result = await self.judge.call(judge_prompt(parsed), {"temperature": 0.0})
-        if result.completion is None or result.completion.finish_reason != "stop":
+        text = await self.judge.answer(sample_messages(parsed.turns))
+        if text is None:  # failed after the retries, or cut off
             return "judge_failed"
-        score = parse_score(result.completion.text)
+        score = parse_score(text)
         if score is None:
             return "judge_unparseable"  # never scored as a low (or high) score
         return "judge_low" if score < self.cfg.quality.judge.threshold else None
@@ -361,19 +362,19 @@ class Engine:
         return meta
 
     # --- bookkeeping -------------------------------------------------------------------------------------
-    def _record(self, t: int, outcome: dict[str, Any]) -> None:
-        self.requests_log.append(outcome)
-        previous = self.state.outcomes.get(outcome["slot"])
+    def _record(self, t: int, outcome: SlotOutcome) -> None:
+        self.requests_log.append(outcome.to_dict())
+        previous = self.state.outcomes.get(outcome.slot)
         if previous is None:
             self._finished[t] += 1
         self.state.set_outcome(outcome)
-        self._accepted[t] += outcome["status"] == "accepted"
+        self._accepted[t] += outcome.status == "accepted"
         self.state.add_usage(outcome)
-        if outcome["status"] == "failed" and outcome["reason"] in STOPPING_ERRORS:
+        if outcome.status == "failed" and outcome.reason in STOPPING_ERRORS:
             self._refused += 1
             # A refused key stops at once; refused requests stop once it is clearly not a one-off.
-            if outcome["reason"] == "auth" or (self._refused >= REFUSALS_BEFORE_STOP and not any(self._accepted)):
-                self.stop_reason = outcome["reason"]
+            if outcome.reason == "auth" or (self._refused >= REFUSALS_BEFORE_STOP and not any(self._accepted)):
+                self.stop_reason = outcome.reason
         budget = self.cfg.budget_usd
         if budget is not None and self.state.cost_usd >= budget:
             self.stop_reason = self.stop_reason or "budget"
@@ -435,24 +436,6 @@ def output_mode(output: str, supports_json: bool) -> str:
     if output != "auto":
         return output
     return "json" if supports_json else "two_step"
-
-
-def judge_prompt(parsed: Parsed) -> list[dict[str, str]]:
-    turns = "".join(f"Question: {q}\nAnswer: {a}\n" for q, a in parsed.turns)
-    what = "question and answer" if len(parsed.turns) == 1 else "conversation"
-    user = (
-        f"Rate this {what} as training data for a helpful domain assistant, from 1 (useless or wrong) "
-        "to 5 (accurate, complete, clear).\n"
-        f"{turns}"
-        'Reply with only JSON: {"score": <1-5>}'
-    )
-    return [{"role": "user", "content": user}]
-
-
-def parse_score(text: str) -> int | None:
-    """The 1–5 score in a judge's answer ({"score": n} or a lone digit); None when unparseable."""
-    match = re.search(r'"score"\s*:\s*"?([1-5])\b', text) or re.fullmatch(r"\s*([1-5])\s*\.?\s*", text)
-    return int(match.group(1)) if match else None
 
 
 def progress_dict(progress: Progress) -> dict[str, Any]:

@@ -1,21 +1,22 @@
 """Quality gates for generated samples: filters (length, refusals, empty turns) and deduplication.
 
-Exact duplicates are caught on the normalised question; near duplicates with MinHash LSH (datasketch) over
-character 5-grams of question + answer, so each check costs about the same however many samples exist.
+Exact duplicates are caught on the normalised question; near duplicates of question + answer by the one
+definition in :mod:`sectune.data.dedup` (MinHash LSH over byte 5-grams, as prep uses), so each check costs
+about the same however many samples exist.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sectune.config.generate import QualityConfig
+from sectune.data.dedup import NUM_PERM, NearDuplicateIndex, normalise, signature
+from sectune.data.jsonl import JsonlError, iter_jsonl
 from sectune.errors import UserError
 
 REFUSAL = re.compile(
@@ -23,10 +24,6 @@ REFUSAL = re.compile(
     r"|i am (?:not able|unable) to|as an ai(?: language model)?,? i)",
     re.IGNORECASE,
 )
-
-
-def normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
 def filter_reason(question: str, answer: str, quality: QualityConfig) -> str | None:
@@ -53,40 +50,27 @@ class Fingerprint:
 class Deduplicator:
     """Exact (normalised question) and near-duplicate (MinHash LSH) detection over accepted samples."""
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128):
-        from datasketch import MinHash, MinHashLSH
-
+    def __init__(self, threshold: float = 0.8, num_perm: int = NUM_PERM):
         self.num_perm = num_perm
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-        self._permutations = MinHash(num_perm=num_perm).permutations
+        self._near = NearDuplicateIndex(threshold, num_perm)
         self._exact: set[str] = set()
-        self._count = 0
 
     def fingerprint(self, question: str, answer: str) -> Fingerprint:
-        from datasketch import MinHash
-
+        """Computed once per sample (the engine checks, and later adds, the same fingerprint)."""
         exact = hashlib.sha1(normalise(question).encode()).hexdigest()
-        text = normalise(f"{question} {answer}").encode()
-        shingles = {text[i : i + 5] for i in range(max(1, len(text) - 4))}  # byte 5-grams: no per-shingle encode
-        # Shared permutations and crc32 (stable, ~10x cheaper than the default sha1): ~0.3 ms less per sample.
-        minhash = MinHash(
-            num_perm=self.num_perm, hashfunc=zlib.crc32, permutations=self._permutations, scheme="affine32"
-        )
-        minhash.update_batch(shingles)
-        return Fingerprint(exact, minhash)
+        return Fingerprint(exact, signature(f"{question} {answer}", self.num_perm))
 
     def check(self, fingerprint: Fingerprint) -> str | None:
         """ "duplicate", "near_duplicate" or None (not added: call :meth:`add` once accepted)."""
         if fingerprint.exact in self._exact:
             return "duplicate"
-        if self._lsh.query(fingerprint.minhash):
+        if self._near.query(fingerprint.minhash):
             return "near_duplicate"
         return None
 
     def add(self, fingerprint: Fingerprint) -> None:
         self._exact.add(fingerprint.exact)
-        self._lsh.insert(f"s{self._count}", fingerprint.minhash)
-        self._count += 1
+        self._near.add(len(self._near), fingerprint.minhash)
 
     def add_pair(self, question: str, answer: str) -> None:
         self.add(self.fingerprint(question, answer))
@@ -98,7 +82,7 @@ class Deduplicator:
         return reason
 
     def __len__(self) -> int:
-        return self._count
+        return len(self._near)
 
 
 def first_pair(row: dict) -> tuple[str, str] | None:
@@ -122,18 +106,24 @@ def load_existing(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
                 fix="give a JSONL file or a dataset folder",
             )
         for file in files:
-            for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
+            try:
+                rows = list(iter_jsonl(file))
+            except JsonlError as exc:
+                raise _not_a_row(file, exc.line) from None
+            for number, row in rows:
                 try:
-                    pair = first_pair(json.loads(line))
-                except (json.JSONDecodeError, AttributeError):
-                    raise UserError(
-                        f"line {number} is not a JSON row",
-                        file=file,
-                        field="generate.quality.against",
-                        fix="give canonical messages JSONL",
-                    ) from None
+                    pair = first_pair(row)
+                except AttributeError:
+                    raise _not_a_row(file, number) from None
                 if pair:
                     pairs.append(pair)
     return pairs
+
+
+def _not_a_row(file: Path, number: int) -> UserError:
+    return UserError(
+        f"line {number} is not a JSON row",
+        file=file,
+        field="generate.quality.against",
+        fix="give canonical messages JSONL",
+    )

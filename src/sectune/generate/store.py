@@ -1,24 +1,78 @@
 """The run folder as resume state: append-only JSONL logs written line by line.
 
 ``samples.jsonl`` holds accepted samples (canonical rows, ``meta.slot`` names the request that made each),
-``requests.jsonl`` one outcome per finished request slot. Each line is written whole and flushed (then
-fsync'd in the background), so a killed process leaves at most one torn last line, which
-:func:`read_jsonl_tolerant` drops (and truncates).
+``requests.jsonl`` one outcome per finished request slot. Each line is sectune's JSONL line
+(:func:`sectune.data.jsonl.encode_line`), written whole and flushed (then fsync'd in the background), so a
+killed process leaves at most one torn last line, which ``read_jsonl(path, tolerant=True)`` drops (and cuts
+off the file).
 A sample line is written before its outcome line, so a crash between the two keeps the sample.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sectune.data.jsonl import encode_line
+from sectune.runs import INCOMPLETE_MARKER as INCOMPLETE_MARKER  # the run-folder contract's marker
+
 SAMPLES_FILE = "samples.jsonl"
 REQUESTS_FILE = "requests.jsonl"
-INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+@dataclass
+class SlotOutcome:
+    """How one request slot ended: one line of ``requests.jsonl`` (the latest line of a slot wins on resume)."""
+
+    slot: str  # "t:k"
+    topic: int  # t: index into the run's topics
+    k: int  # the topic's variation number
+    status: str = ""  # "accepted", "rejected" or "failed" ("" while the slot runs)
+    reason: str | None = None  # the rejection reason or error kind; None when accepted
+    error: str | None = None  # failed: the error message (200 characters at most)
+    cached: bool = True  # every answer of the slot came from the cache
+    prompt_tokens: int = 0  # tokens sent and received, uncached requests only
+    completion_tokens: int = 0
+    cost_usd: float | None = None  # None: the model's price is unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON line, keys in the order runs have always written them (a failure's cost comes last)."""
+        row: dict[str, Any] = {
+            "slot": self.slot,
+            "topic": self.topic,
+            "k": self.k,
+            "cached": self.cached,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+        if self.status != "failed":
+            row["cost_usd"] = self.cost_usd
+        row["status"], row["reason"] = self.status, self.reason
+        if self.error is not None:
+            row["error"] = self.error
+        if self.status == "failed":
+            row["cost_usd"] = self.cost_usd
+        return row
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> SlotOutcome:
+        """An outcome read back on resume; a missing count is 0, a missing ``cached`` means not cached."""
+        return cls(
+            slot=row["slot"],
+            topic=row["topic"],
+            k=row["k"],
+            status=row["status"],
+            reason=row.get("reason"),
+            error=row.get("error"),
+            cached=bool(row.get("cached", False)),
+            prompt_tokens=row.get("prompt_tokens", 0),
+            completion_tokens=row.get("completion_tokens", 0),
+            cost_usd=row.get("cost_usd"),
+        )
 
 
 class AppendLog:
@@ -36,7 +90,7 @@ class AppendLog:
         self._syncer.start()
 
     def append(self, row: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.write(encode_line(row))
         self._handle.flush()
         self._dirty.set()
 
@@ -55,29 +109,3 @@ class AppendLog:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()
-
-
-def read_jsonl_tolerant(path: Path, *, repair: bool = True) -> list[dict[str, Any]]:
-    """Rows of a JSONL log; a torn (unterminated or unparsable) LAST line is dropped and cut off the file."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    rows: list[dict[str, Any]] = []
-    good_end = 0
-    position = 0
-    for line in data.splitlines(keepends=True):
-        position += len(line)
-        if not line.endswith(b"\n"):
-            break  # torn: the process died mid-write
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if position == len(data):
-                    break  # a garbled last line is the same case
-                raise
-        good_end = position
-    if repair and good_end < len(data):
-        with path.open("r+b") as handle:
-            handle.truncate(good_end)
-    return rows

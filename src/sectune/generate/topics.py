@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sectune.data.jsonl import JsonlError, iter_jsonl, write_jsonl
 from sectune.errors import UserError
 
 SPREADSHEET_COLUMNS = ("Id", "Domain Topic", "Samples Count", "Domain Type")
@@ -162,23 +163,13 @@ async def build_graph(root: str, degree: int, depth: int, ask: Ask, system_promp
 
 # --- files ---------------------------------------------------------------------------------------------------
 def save_tree(topics: list[Topic], path: Path) -> None:
-    lines = [json.dumps({"path": t.path}, ensure_ascii=False) for t in topics]
-    _write_atomic(path, lines)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, ({"path": t.path} for t in topics))
 
 
 def save_graph(graph: TopicGraph, path: Path) -> None:
-    lines = [
-        json.dumps({"id": i, "topic": t, "parents": graph.parents[i]}, ensure_ascii=False)
-        for i, t in enumerate(graph.topics)
-    ]
-    _write_atomic(path, lines)
-
-
-def _write_atomic(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
+    write_jsonl(path, ({"id": i, "topic": t, "parents": graph.parents[i]} for i, t in enumerate(graph.topics)))
 
 
 def load_topics(path: str | Path) -> list[Topic]:
@@ -194,13 +185,11 @@ def load_topics(path: str | Path) -> list[Topic]:
     if path.suffix.lower() in (".xlsx", ".xlsm"):
         return load_spreadsheet(path)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"line {number} is not JSON", file=path, fix="one JSON object per line") from None
+    try:
+        numbered = list(iter_jsonl(path))
+    except JsonlError as exc:
+        raise UserError(f"line {exc.line} is not JSON", file=path, fix="one JSON object per line") from None
+    for number, row in numbered:
         if not isinstance(row, dict) or not ({"path"} <= row.keys() or {"id", "topic", "parents"} <= row.keys()):
             raise UserError(
                 f"line {number} has neither 'path' nor 'id/topic/parents'",

@@ -9,6 +9,10 @@ Providers: ``openai`` (any OpenAI-compatible server through the official client)
 ``litellm`` (optional extra) and ``local`` (a transformers model in process, default the embedded model).
 Every provider raises :class:`ProviderError` with a ``kind`` ("rate_limit", "server_error", "timeout",
 "connection", "auth", "bad_request", ...) and ``retryable`` so the engine can decide what to retry.
+
+Every stage sends its requests through the request layer on top: :mod:`sectune.llm.requests` (``Caller``:
+limits, retries, the cache), :mod:`sectune.llm.cache` (the one response cache) and :mod:`sectune.llm.judge`
+(the one LLM judge).
 """
 
 from __future__ import annotations

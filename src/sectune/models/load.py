@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from sectune.errors import UserError
 from sectune.registry.models import REGISTRY, ModelSpec
+from sectune.runs import SUMMARY_FILE, is_finished
 
 # Known third-party noise on every CPU run, with nothing for the user to do about it: bitsandbytes tries to
 # download a CPU kernel from the hub (sectune stays offline; its fallback is used), and peft/trl call a
@@ -25,7 +26,7 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 Quantization = Literal["4bit", "8bit"] | None
-RUN_SUMMARY = "summary.json"
+RUN_SUMMARY = SUMMARY_FILE
 RUN_ADAPTER = "adapter"
 RUN_MODEL = "model"
 RUN_TEMPLATE = "chat_template.jinja"
@@ -97,12 +98,8 @@ def spec_for_folder(path: Path) -> ModelSpec | None:
 
 
 def is_train_run(path: str | Path) -> bool:
-    path = Path(path)
-    return (
-        path.is_dir()
-        and (path / RUN_SUMMARY).is_file()
-        and ((path / RUN_ADAPTER).is_dir() or (path / RUN_MODEL).is_dir())
-    )
+    """A finished train run (``sectune.runs.is_finished``) with its weights: adapter/ or model/."""
+    return is_finished(path, needs_one_of=(RUN_ADAPTER, RUN_MODEL))
 
 
 def chat_template_for(resolved: ResolvedModel) -> str | None:

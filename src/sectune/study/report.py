@@ -10,10 +10,14 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sectune.evaluate.stats import paired_difference
 from sectune.runs import atomic_output_dir, read_json, write_json
+
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
+    from sectune.study.cells import StudyCell
 
 TRAIN_FIELDS = [
     "train_runtime_s",
@@ -74,7 +78,7 @@ def fmt_interval(entry: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------- building report.json
 
 
-def build_report(cfg: Any, cells: list[dict[str, Any]], *, dataset: Path) -> dict[str, Any]:
+def build_report(cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path) -> dict[str, Any]:
     """Every number of the study in one JSON-able dict."""
     variants = [_variant_entry(cfg, cell) for cell in cells]
     report = {
@@ -100,38 +104,38 @@ def round_floats(value: Any) -> Any:
     return value
 
 
-def _variant_entry(cfg: Any, cell: dict[str, Any]) -> dict[str, Any]:
-    train = cell["train"] or {}
+def _variant_entry(cfg: ExperimentConfig, cell: StudyCell) -> dict[str, Any]:
+    train = cell.train or {}
     runtime = train.get("train_runtime_s")
-    training = {field: train.get(field) for field in TRAIN_FIELDS} if cell["train"] else None
+    training = {field: train.get(field) for field in TRAIN_FIELDS} if cell.train else None
     if training is not None:
         training["peak_memory_kind"] = train.get("peak_memory_kind")
         training["estimated_cost_usd"] = runtime / 3600 * cfg.study.price_per_hour if runtime is not None else None
-    generation = cell["eval"].get("generation") or {}
+    generation = cell.eval.get("generation") or {}
     quality = {name: _value_entry(generation.get(name)) for name in QUALITY_FIELDS if name in generation}
     if "length" in generation:
         quality["mean_words"] = {"value": generation["length"].get("mean_words")}
-    absolute = cell["eval"].get("judge_absolute")
+    absolute = cell.eval.get("judge_absolute")
     if absolute:
         quality["judge_score"] = {"value": absolute.get("mean_score")}
     mcq = {
         bench: {method: data["accuracy"] for method, data in result["methods"].items()}
-        for bench, result in (cell["eval"].get("mcq") or {}).items()
+        for bench, result in (cell.eval.get("mcq") or {}).items()
     }
     pick_rates = {
         bench: {method: data["pick_rate"] for method, data in result["methods"].items()}
-        for bench, result in (cell["eval"].get("mcq") or {}).items()
+        for bench, result in (cell.eval.get("mcq") or {}).items()
     }
     return {
-        "label": cell.get("label") or f"{cell['model']}/{cell['variant']}",
-        "model": cell["model"],
-        "variant": cell["variant"],
+        "label": cell.label or f"{cell.model}/{cell.variant}",
+        "model": cell.model,
+        "variant": cell.variant,
         "training": training,
         "quality": quality,
         "mcq": mcq,
         "pick_rates": pick_rates,
         "log_history": train.get("log_history") or [],
-        "judge_pairwise": _pairwise_entry(cell.get("judge_pairwise")),
+        "judge_pairwise": _pairwise_entry(cell.judge_pairwise),
     }
 
 
@@ -147,24 +151,24 @@ def _value_entry(entry: Any) -> dict[str, Any] | None:
     return {key: entry[key] for key in ("value", "ci_low", "ci_high") if key in entry}
 
 
-def _baselines(cells: list[dict[str, Any]]) -> dict[str, Any]:
+def _baselines(cells: list[StudyCell]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for cell in cells:
-        for bench, result in (cell["eval"].get("mcq") or {}).items():
+        for bench, result in (cell.eval.get("mcq") or {}).items():
             found.setdefault(bench, {k: _value_entry(v) for k, v in result["baselines"].items()})
     return found
 
 
-def _comparisons(cells: list[dict[str, Any]], *, samples: int, seed: int) -> list[dict[str, Any]]:
+def _comparisons(cells: list[StudyCell], *, samples: int, seed: int) -> list[dict[str, Any]]:
     """Each trained variant against the same model's base, per benchmark and method, on the same questions."""
-    bases = {c["model"]: c for c in cells if c["variant"] == "base"}
+    bases = {c.model: c for c in cells if c.variant == "base"}
     rows = []
     for cell in cells:
-        base = bases.get(cell["model"])
-        if cell["variant"] == "base" or base is None:
+        base = bases.get(cell.model)
+        if cell.variant == "base" or base is None:
             continue
-        for bench, result in (cell["eval"].get("mcq") or {}).items():
-            base_result = (base["eval"].get("mcq") or {}).get(bench)
+        for bench, result in (cell.eval.get("mcq") or {}).items():
+            base_result = (base.eval.get("mcq") or {}).get(bench)
             if not base_result:
                 continue
             for method, data in result["methods"].items():
@@ -175,9 +179,9 @@ def _comparisons(cells: list[dict[str, Any]], *, samples: int, seed: int) -> lis
                 )
                 rows.append(
                     {
-                        "model": cell["model"],
-                        "variant": cell["variant"],
-                        "label": cell.get("label") or f"{cell['model']}/{cell['variant']}",
+                        "model": cell.model,
+                        "variant": cell.variant,
+                        "label": cell.label or f"{cell.model}/{cell.variant}",
                         "against": "base",
                         "benchmark": bench,
                         "method": method,

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sectune.train.plan import MemoryPlan, plan
 from sectune.train.run import is_finished, partial_dir
 
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
+
 __all__ = ["MemoryPlan", "is_finished", "partial_dir", "plan", "train"]
 
 
-def train(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+def train(
+    cfg: ExperimentConfig, dataset: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> Path:
     """Fine-tune ``cfg.model`` (or ``cfg.train.model``) on a dataset folder and write the run folder ``out``.
 
     ``cfg`` is an ExperimentConfig; the method (full, lora, qlora, qlora-8bit) and everything else come from

@@ -5,10 +5,10 @@ Rows are canonical ``{"messages": [...], "meta": {...}}``; trl only needs ``mess
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from sectune.data.jsonl import JsonlError, iter_jsonl
 from sectune.errors import UserError
 
 TRAIN_FILE = "train.jsonl"
@@ -21,21 +21,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     """Canonical rows of one JSONL file, reduced to ``{"messages": [...]}``; empty when the file is absent."""
     if not path.is_file():
         return []
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                rows.append({"messages": _messages(path, number, line)})
-    return rows
-
-
-def _messages(path: Path, number: int, line: str) -> list[dict[str, str]]:
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
+        return [{"messages": _messages(path, number, row)} for number, row in iter_jsonl(path)]
+    except JsonlError as exc:
         raise UserError(
-            f"not valid JSON: {exc.msg}", file=path, field=f"line {number}", fix="re-run sectune prep"
+            f"not valid JSON: {exc.msg}", file=path, field=f"line {exc.line}", fix="re-run sectune prep"
         ) from None
+
+
+def _messages(path: Path, number: int, row: Any) -> list[dict[str, str]]:
     messages = row.get("messages") if isinstance(row, dict) else None
     if not isinstance(messages, list) or not messages:
         raise UserError("row has no 'messages' list", file=path, field=f"line {number}", fix="re-run sectune prep")

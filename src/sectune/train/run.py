@@ -10,7 +10,8 @@ Layout while the run is being built (renamed to OUT only when everything succeed
       chat_template.jinja    the template used in training (and by every later load)
       summary.json versions.json
 
-``OUT/summary.json`` exists only in a finished run: that is the cheap "is it done?" test (``is_finished``).
+``OUT/summary.json`` exists only in a finished run: that is the cheap "is it done?" test (``is_finished``,
+the run-folder contract of ``sectune.runs`` with the weights required too).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sectune.config.train import TrainConfig
 from sectune.errors import UserError
@@ -29,6 +30,9 @@ from sectune.models.load import RUN_ADAPTER, RUN_MODEL, RUN_SUMMARY, RUN_TEMPLAT
 from sectune.progress import Tracker, track
 from sectune.runs import fingerprint_files, read_json, write_config, write_json, write_run_metadata
 from sectune.train.data import dataset_files, held_out_prompts, read_dataset
+
+if TYPE_CHECKING:
+    from sectune.config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def partial_dir(out: Path) -> Path:
 
 
 def is_finished(out: str | Path) -> bool:
-    """True when ``out`` holds a finished train run (summary.json plus adapter/ or model/)."""
+    """True when ``out`` holds a finished train run: ``sectune.runs.is_finished`` plus adapter/ or model/."""
     return is_train_run(out)
 
 
@@ -50,7 +54,7 @@ def is_finished(out: str | Path) -> bool:
 class Session:
     """Everything one call to ``run_training`` works with."""
 
-    cfg: Any  # ExperimentConfig
+    cfg: ExperimentConfig
     dataset: Path
     out: Path
     work: Path
@@ -64,7 +68,9 @@ class Session:
 # ---------------------------------------------------------------- setup
 
 
-def open_session(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool, overwrite: bool) -> Session:
+def open_session(
+    cfg: ExperimentConfig, dataset: str | Path, out: str | Path, *, resume: bool, overwrite: bool
+) -> Session:
     """Check the output folder and prepare the partial folder (fresh, or the one to resume)."""
     out, dataset = Path(out), Path(dataset)
     work = partial_dir(out)
@@ -96,7 +102,7 @@ def start_work_dir(session: Session) -> None:
 TRAINING_KEYS = ("model", "seed", "train")  # what shapes the weights; other sections may change between attempts
 
 
-def _check_same_config(work: Path, cfg: Any) -> None:
+def _check_same_config(work: Path, cfg: ExperimentConfig) -> None:
     """A resume continues the same training: model, seed and train section must match the saved config."""
     import yaml
 
@@ -455,7 +461,9 @@ COLLATOR_CHECK_ROWS = 2
 # ---------------------------------------------------------------- the run
 
 
-def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False):
+def run_training(
+    cfg: ExperimentConfig, dataset: str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False
+) -> Path:
     """Train, save, check and publish a run; see the module docstring for the folder layout."""
     out = Path(out)
     if resume and is_finished(out):
@@ -467,7 +475,7 @@ def run_training(cfg: Any, dataset: str | Path, out: str | Path, *, resume: bool
         return _train_and_publish(cfg, session, progress, resume=resume)
 
 
-def _train_and_publish(cfg: Any, session: Session, progress: Tracker, *, resume: bool) -> Path:
+def _train_and_publish(cfg: ExperimentConfig, session: Session, progress: Tracker, *, resume: bool) -> Path:
     train_rows, validation_rows, test_rows = read_dataset(session.dataset)
 
     from transformers import set_seed

@@ -1,7 +1,8 @@
-"""One place where requests go out: bounded in flight, RPM/TPM limits, retries with backoff, the cache.
+"""One place where LLM requests go out: bounded in flight, RPM/TPM limits, retries with backoff, the cache.
 
-Retries (tenacity) cover rate limits, 5xx, timeouts and connection errors, with exponential backoff and jitter;
-a server's Retry-After is honoured. Every error seen is counted by kind, retried or not.
+Generation, the LLM judge (every stage's) and endpoint evaluation all send their requests through
+:class:`Caller`. Retries (tenacity) cover rate limits, 5xx, timeouts and connection errors, with exponential
+backoff and jitter; a server's Retry-After is honoured. Every error seen is counted by kind, retried or not.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sectune.generate.cache import ResponseCache, cache_key
 from sectune.llm.base import Completion, Messages, Provider, ProviderError
+from sectune.llm.cache import ResponseCache, cache_key
 
 MAX_RETRY_AFTER_S = 120.0
 

@@ -1,8 +1,10 @@
-"""Exporters from canonical rows (``{"messages": [...], "meta": {...}}``) to other formats.
+"""Exporters from canonical rows (``{"messages": [...], "meta": {...}}``) to other formats; the importers
+are beside them in :mod:`sectune.data.io`.
 
 Pure converters (``to_question_answer``, ``to_sharegpt``, ``to_alpaca``) plus writers for CSV, XLSX, Parquet,
-HF datasets on disk, ShareGPT and Alpaca JSON. Turns are found by role, never by position, so a row without a
-system message (or without any user turn) still converts correctly.
+HF datasets on disk, ShareGPT and Alpaca JSON (JSONL is :func:`sectune.data.jsonl.write_jsonl`). Turns are
+found by role, never by position, so a row without a system message (or without any user turn) still
+converts correctly.
 """
 
 from __future__ import annotations
@@ -39,13 +41,6 @@ def to_alpaca(row: Row) -> dict[str, Any]:
     """Alpaca: instruction (first user turn), empty input, output (first assistant turn), system."""
     question, answer = to_question_answer(row)
     return {"instruction": question, "input": "", "output": answer, "system": _first(row, "system")}
-
-
-def write_jsonl(rows: Iterable[Row], path: Path) -> Path:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_csv(rows: Iterable[Row], path: Path) -> Path:
