@@ -9,11 +9,13 @@ STAMP := $(VENV)/.sectune-installed
 setup: $(STAMP)
 
 # torch is installed first and pinned so that a CPU machine takes the CPU wheel, not a multi-GB CUDA build.
+# pip lists what it collects (no -q): a log shows the install moving; no bars (carriage returns in a log).
+PIP := $(PY) -m pip --disable-pip-version-check
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PIP) install -q --upgrade pip
+	$(PIP) install --progress-bar off torch==2.13.0
+	$(PIP) install --progress-bar off -e '.[all,dev]'
 	$(PY) -m pip check
 	touch $(STAMP)
 
