@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from generate_helpers import make_config, sample_responder
 
-from sectune.generate.api import _content_changes, generate
+from sectune.generate.api import generate
+from sectune.generate.resume import content_changes as _content_changes
 from sectune.runs import read_json
 from sectune.testing.fake_openai import FakeOpenAI
 

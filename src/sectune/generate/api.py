@@ -18,64 +18,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
-
 from sectune.config.generate import GenerateConfig
-from sectune.data.jsonl import read_jsonl, write_jsonl
+from sectune.data.jsonl import write_jsonl
 from sectune.errors import UserError
-from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog, SlotOutcome
+from sectune.generate.resume import check_run_folder, load_state, retry_slots
+from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog
+from sectune.generate.summary import finish_run, run_plan
 from sectune.generate.topics import Topic
-from sectune.llm.requests import Caller, Limits, estimate_tokens
+from sectune.generate.wiring import limits_of, make_deduplicator, make_judge, make_provider
+from sectune.llm.requests import Caller
 from sectune.progress import Tracker, track
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
-    from sectune.generate.engine import Progress, RunState
+    from sectune.generate.engine import Progress
     from sectune.llm.base import Provider
-    from sectune.llm.judge import Judge
 
 T = TypeVar("T")
 TOPICS_FILE = "topics.jsonl"
-# Settings that may change between a run and its resume: they bound requests or outputs, not answers.
-RESUMABLE_FIELDS = {
-    "num_samples", "max_tokens", "timeout_s", "max_retries", "backoff_initial_s", "backoff_max_s", "max_in_flight",
-    "ramp_up_s", "rpm", "tpm", "max_requests_factor", "budget_usd", "prices", "local_batch_size", "cache_dir",
-    "formats", "base_url", "api_key_env",
-}  # fmt: skip
-RESUMABLE_JUDGE_FIELDS = {"base_url", "api_key_env"}  # of generate.quality.judge: where requests go, not what
 
 
-# --- shared setup --------------------------------------------------------------------------------------------
-def make_provider(cfg: ExperimentConfig) -> Provider:
-    """The configured provider; ``local`` defaults to the experiment's model (the embedded one by default)."""
-    from sectune.llm import get_provider
-
-    gen = cfg.generate
-    name = gen.provider
-    return get_provider(
-        name,
-        model=gen.model or (cfg.model if name == "local" else None),
-        base_url=gen.base_url,
-        api_key_env=gen.api_key_env,
-        timeout=gen.timeout_s,
-        local_batch_size=gen.local_batch_size,
-        seed=cfg.seed,
-    )
-
-
-def limits_of(gen: GenerateConfig) -> Limits:
-    return Limits(
-        max_tokens=gen.max_tokens,
-        timeout_s=gen.timeout_s,
-        max_retries=gen.max_retries,
-        backoff_initial_s=gen.backoff_initial_s,
-        backoff_max_s=gen.backoff_max_s,
-        max_in_flight=gen.max_in_flight,
-        rpm=gen.rpm,
-        tpm=gen.tpm,
-    )
-
-
+# --- shared setup (provider wiring: wiring.py; resume checks and state: resume.py; summary: summary.py) ----
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code, also when an event loop already runs (notebooks, web UIs)."""
     try:
@@ -153,7 +116,7 @@ def generate(
     Returns ``out``; its summary.json counts every outcome.
     """
     out = Path(out)
-    _check_folder(cfg, out, resume=resume, retry_failed=retry_failed)
+    check_run_folder(cfg, out, resume=resume, retry_failed=retry_failed)
     prov = provider or make_provider(cfg)
     try:
         _preflight(cfg, out, prov, topics_file)  # bad input fails here, before anything is written
@@ -212,47 +175,6 @@ def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: st
     load_existing(gen.quality.against)
 
 
-def _check_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_failed: bool) -> None:
-    started = out.is_dir() and (out / "config.yaml").is_file()
-    if retry_failed and not started:
-        raise UserError("no earlier run to retry", file=out, fix="point --out at an existing generate run folder")
-    if not started:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError("output exists and is not a generate run", file=out, fix="choose another --out")
-        return
-    if not (resume or retry_failed):
-        raise UserError(
-            "output folder already holds a generate run",
-            file=out,
-            fix="pass --resume to continue it, --retry-failed to redo its failures, or another --out",
-        )
-    earlier = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8")) or {}
-    changed = _content_changes(earlier, cfg)
-    if changed:
-        raise UserError(
-            f"the run was started with different settings ({', '.join(changed)})",
-            file=out / "config.yaml",
-            fix="resume with the same config (only limits such as max_tokens may change) or use a new --out",
-        )
-
-
-def _content_changes(earlier: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
-    now = cfg.model_dump(mode="json")
-    changed = [key for key in ("seed", "model") if earlier.get(key) != now.get(key)]
-    before, after = _without_judge_endpoint(earlier.get("generate") or {}), _without_judge_endpoint(now["generate"])
-    changed += [f"generate.{k}" for k in after if k not in RESUMABLE_FIELDS and before.get(k) != after[k]]
-    return changed
-
-
-def _without_judge_endpoint(gen: dict[str, Any]) -> dict[str, Any]:
-    """``gen`` without the judge's base_url / api_key_env (absent from runs started before they existed)."""
-    judge = (gen.get("quality") or {}).get("judge")
-    if not isinstance(judge, dict):
-        return gen
-    judge = {k: v for k, v in judge.items() if k not in RESUMABLE_JUDGE_FIELDS}
-    return {**gen, "quality": {**gen["quality"], "judge": judge}}
-
-
 def _write_config(out: Path, cfg: ExperimentConfig) -> None:
     from sectune.runs import write_config
 
@@ -272,18 +194,18 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
         topic_list = await _run_topics(cfg, out, prov, cache, topics_file)
         targets = spread_samples(topic_list, gen.num_samples)
         price = price_for(prov.name, prov.model, gen.prices)
-        state = _load_state(out)
-        plan = _plan(cfg, prov, topic_list, targets, state, price)
+        state = load_state(out)
+        plan = run_plan(cfg, prov, topic_list, targets, state, price)
         if on_start is not None:
             on_start(plan)
         caller = Caller(prov, limits_of(gen), cache)
-        judge = _judge(cfg, prov, cache)
+        judge = make_judge(cfg, prov, cache)
         samples_log, requests_log = AppendLog(out / SAMPLES_FILE), AppendLog(out / REQUESTS_FILE)
         tracker = track("generate", plan["requested"], unit="samples", start=plan["already_accepted"]).open()
         engine = Engine(
             gen, seed=cfg.seed, topics=topic_list, targets=targets, caller=caller, judge=judge, state=state,
-            dedup=_deduplicator(gen, state), samples_log=samples_log, requests_log=requests_log, price=price,
-            retry_slots=_retry_slots(state) if retry_failed else None, on_progress=_report_to(tracker, on_progress),
+            dedup=make_deduplicator(gen, state), samples_log=samples_log, requests_log=requests_log, price=price,
+            retry_slots=retry_slots(state) if retry_failed else None, on_progress=_report_to(tracker, on_progress),
         )  # fmt: skip
         try:
             with gc_frozen():
@@ -294,7 +216,7 @@ async def _generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_s
             requests_log.close()
             if judge is not None and judge.provider is not prov:
                 await judge.provider.aclose()
-        return _finish(cfg, out, engine, plan, time.monotonic() - started)
+        return finish_run(cfg, out, engine, plan, time.monotonic() - started)
     finally:
         cache.close()
         await prov.aclose()
@@ -347,161 +269,3 @@ def _save_topics_with_counts(topic_list: list[Topic], path: Path) -> None:
         )
         rows.append(row)
     write_jsonl(path, rows)
-
-
-def _load_state(out: Path) -> RunState:
-    from sectune.generate.engine import RunState
-
-    state = RunState()
-    for line in read_jsonl(out / REQUESTS_FILE, tolerant=True):
-        outcome = SlotOutcome.from_dict(line)
-        state.set_outcome(outcome)
-        state.add_usage(outcome)
-    state.samples = read_jsonl(out / SAMPLES_FILE, tolerant=True)
-    for row in state.samples:  # a sample saved just before a kill, without its outcome line
-        slot = row["meta"]["slot"]
-        known = state.outcomes.get(slot)
-        if known is None or known.status != "accepted":
-            t, k = map(int, slot.split(":"))
-            state.set_outcome(SlotOutcome(slot, t, k, status="accepted", reason=None))
-    return state
-
-
-def _deduplicator(gen: GenerateConfig, state: RunState):
-    from sectune.generate.quality import Deduplicator, first_pair, load_existing
-
-    if not gen.quality.dedup:
-        return None
-    dedup = Deduplicator(gen.quality.near_duplicate_threshold)
-    for question, answer in load_existing(gen.quality.against):
-        dedup.add_pair(question, answer)
-    for row in state.samples:
-        pair = first_pair(row)
-        if pair:
-            dedup.add_pair(*pair)
-    return dedup
-
-
-def _judge(cfg: ExperimentConfig, prov: Provider, cache) -> Judge | None:
-    """The LLM judge of the quality filter (``generate.quality.judge``), under the generation limits and cache."""
-    from sectune.llm.judge import Judge
-
-    if not cfg.generate.quality.judge.enabled:
-        return None
-    return Judge(Caller(judge_provider(cfg, prov), limits_of(cfg.generate), cache))
-
-
-def judge_provider(cfg: ExperimentConfig, prov: Provider) -> Provider:
-    """The judge's own provider: its ``base_url`` and ``api_key_env`` never come from the generator's settings.
-
-    A judge with no provider, model, base_url or api_key_env of its own judges with the generator (``prov``),
-    and so does one whose settings all equal the generator's; otherwise unset ``base_url`` / ``api_key_env``
-    mean the judge provider's own defaults (OPENAI_BASE_URL / OPENAI_API_KEY…), and an unset ``model`` with
-    the generator's provider means the generator's model.
-    """
-    from sectune.llm import get_provider
-
-    gen, judge = cfg.generate, cfg.generate.quality.judge
-    if judge.provider is None and judge.model is None and judge.base_url is None and judge.api_key_env is None:
-        return prov
-    name = judge.provider or prov.name
-    model = judge.model or (prov.model if name == prov.name else cfg.model if name == "local" else None)
-    if model is None:
-        raise UserError(
-            f"the judge's provider '{name}' needs a model name",
-            field="generate.quality.judge.model",
-            fix="set e.g. generate.quality.judge.model=gpt-4o-mini",
-        )
-    same = (name, model, judge.base_url, judge.api_key_env) == (prov.name, prov.model, gen.base_url, gen.api_key_env)
-    if same:
-        return prov
-    return get_provider(
-        name,
-        model=model,
-        base_url=judge.base_url,
-        api_key_env=judge.api_key_env,
-        timeout=gen.timeout_s,
-        local_batch_size=gen.local_batch_size,
-        seed=cfg.seed,
-    )
-
-
-def _retry_slots(state: RunState) -> list[str]:
-    return [sid for sid, outcome in state.outcomes.items() if outcome.status in ("rejected", "failed")]
-
-
-def _plan(cfg, prov, topic_list, targets, state, price) -> dict[str, Any]:
-    """What the run will do and an upper-bound cost estimate (every answer using max_tokens)."""
-    from sectune.generate.samples import sample_prompt
-    from sectune.llm.prices import cost_usd
-
-    gen = cfg.generate
-    accepted, _, _ = state.counts()
-    remaining = max(0, sum(targets) - accepted)
-    prompt_tokens = (
-        estimate_tokens(sample_prompt(topic_list[0], 0, json_output=prov.supports_json, turns=gen.turns))
-        if topic_list
-        else 0
-    )
-    estimate = cost_usd(price, remaining * prompt_tokens, remaining * gen.max_tokens)
-    return {
-        "provider": prov.name,
-        "model": prov.model,
-        "topics": len(topic_list),
-        "requested": sum(targets),
-        "already_accepted": accepted,
-        "remaining": remaining,
-        "cost_estimate_usd": "unknown" if estimate is None else round(estimate, 6),
-        "budget_usd": gen.budget_usd,
-    }
-
-
-def _finish(cfg, out: Path, engine, plan: dict[str, Any], elapsed: float) -> dict[str, Any]:
-    from sectune.data.export import export_rows
-    from sectune.runs import write_run_metadata
-
-    state = engine.state
-    accepted, rejected, failed = state.counts()
-    requested = sum(engine.targets)
-    rows = read_jsonl(out / SAMPLES_FILE, tolerant=True)
-    status = f"stopped_{engine.stop_reason}" if engine.stop_reason else None
-    status = status or ("complete" if accepted >= requested else "incomplete")
-    files = export_rows(rows, out, cfg.generate.formats) if not status.startswith("stopped_") else {}
-    progress = engine.progress()
-    summary = {
-        "status": status,
-        "requested": requested,
-        "accepted": accepted,
-        "slots": len(state.outcomes),
-        "rejected": dict(sorted(rejected.items())),
-        "failed": dict(sorted(failed.items())),
-        "counts_add_up": len(state.outcomes) == accepted + sum(rejected.values()) + sum(failed.values())
-        and accepted == len(rows),
-        "definition": "slots = accepted + sum(rejected) + sum(failed); a slot is one request for one sample, "
-        "rejected/failed slots are replaced until each topic has its samples or the request cap is reached",
-        "errors_this_session": dict(sorted(engine.caller.errors.items())),
-        "error_examples": _error_examples(state),
-        "http_requests_this_session": engine.caller.sent,
-        "cache_hits_this_session": engine.caller.cache_hits,
-        "prompt_tokens": state.prompt_tokens,
-        "completion_tokens": state.completion_tokens,
-        "cost_usd": "unknown" if state.cost_unknown else round(state.cost_usd, 6),
-        "cost_estimate_usd": plan["cost_estimate_usd"],
-        "provider": plan["provider"],
-        "model": plan["model"],
-        "topics": plan["topics"],
-        "elapsed_s_this_session": round(elapsed, 3),
-        "samples_per_s_this_session": round(progress.rate_per_s, 3),
-        "files": files,
-    }
-    write_run_metadata(out, cfg, summary)
-    return summary
-
-
-def _error_examples(state: RunState) -> dict[str, str]:
-    """One message per final error kind, so the summary says what went wrong, not only how often."""
-    examples: dict[str, str] = {}
-    for outcome in state.outcomes.values():
-        if outcome.status == "failed" and str(outcome.reason) not in examples:
-            examples[str(outcome.reason)] = (outcome.error or "")[:200]
-    return examples
