@@ -9,13 +9,14 @@ STAMP := $(VENV)/.sectune-installed
 setup: $(STAMP)
 
 # torch is installed first and pinned so that a CPU machine takes the CPU wheel, not a multi-GB CUDA build.
-# pip lists what it collects (no -q): a log shows the install moving; no bars (carriage returns in a log).
+# pip lists what it collects (no -q, no bars: carriage returns in a log); heartbeat.sh adds a line every 20 s
+# while pip installs in silence.
 PIP := $(PY) -m pip --disable-pip-version-check
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install --progress-bar off torch==2.13.0
-	$(PIP) install --progress-bar off -e '.[all,dev]'
+	scripts/heartbeat.sh $(PIP) install --progress-bar off torch==2.13.0
+	scripts/heartbeat.sh $(PIP) install --progress-bar off -e '.[all,dev]'
 	$(PY) -m pip check
 	touch $(STAMP)
 
