@@ -30,6 +30,7 @@ from sectune.models.load import RUN_ADAPTER, RUN_MODEL, RUN_SUMMARY, RUN_TEMPLAT
 from sectune.progress import Tracker, track
 from sectune.runs import fingerprint_files, read_json, write_config, write_json, write_run_metadata
 from sectune.train.data import dataset_files, held_out_prompts, read_dataset
+from sectune.train.summary import TrainSummary
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
@@ -518,44 +519,44 @@ def _train_and_publish(cfg: ExperimentConfig, session: Session, progress: Tracke
     if not trainer.is_world_process_zero():
         return session.out  # multi-GPU: the main process writes the summary, checks and publishes
     state, args = trainer.state, trainer.args
-    summary = {
-        "base_model": session.model_ref,
-        "method": session.train.method,
-        "precision": precision,
-        "gradient_checkpointing": checkpointing,
-        "gradient_checkpointing_reason": checkpointing_reason,
-        "batch_size": args.per_device_train_batch_size,
-        "grad_accum": args.gradient_accumulation_steps,
-        "lora_targets": built.target_modules,
-        "trainable_params": built.trainable_params,
-        "total_params": built.total_params,
-        "train_runtime_s": round(runtime, 3),
-        "tokens_seen": int(state.num_input_tokens_seen),
-        "tokens_per_s": round((state.num_input_tokens_seen - start_tokens) / runtime, 2) if runtime > 0 else None,
-        "peak_memory_mb": round(peak.mb, 1),
-        "peak_memory_kind": peak.kind,
-        "memory_at_start_mb": round(peak.start_mb, 1),
-        "resumed_from": _name(checkpoint),
-        "global_step": state.global_step,
-        "epochs_done": state.epoch,
-        "final_train_loss": _last(state.log_history, "loss"),
-        "best_checkpoint": _name(state.best_model_checkpoint),
-        "log_history": state.log_history,
-        "rows": {"train": len(train_rows), "validation": len(validation_rows), "test": len(test_rows)},
-        "dataset": str(session.dataset),
-        "data_fingerprint": fingerprint_files(dataset_files(session.dataset)),
-        "tracking": list(session.train.report_to),
-        "data_checks": checks,
-    }
+    summary = TrainSummary(
+        base_model=session.model_ref,
+        method=session.train.method,
+        precision=precision,
+        gradient_checkpointing=checkpointing,
+        gradient_checkpointing_reason=checkpointing_reason,
+        batch_size=args.per_device_train_batch_size,
+        grad_accum=args.gradient_accumulation_steps,
+        lora_targets=built.target_modules,
+        trainable_params=built.trainable_params,
+        total_params=built.total_params,
+        train_runtime_s=round(runtime, 3),
+        tokens_seen=int(state.num_input_tokens_seen),
+        tokens_per_s=round((state.num_input_tokens_seen - start_tokens) / runtime, 2) if runtime > 0 else None,
+        peak_memory_mb=round(peak.mb, 1),
+        peak_memory_kind=peak.kind,
+        memory_at_start_mb=round(peak.start_mb, 1),
+        resumed_from=_name(checkpoint),
+        global_step=state.global_step,
+        epochs_done=state.epoch,
+        final_train_loss=_last(state.log_history, "loss"),
+        best_checkpoint=_name(state.best_model_checkpoint),
+        log_history=state.log_history,
+        rows={"train": len(train_rows), "validation": len(validation_rows), "test": len(test_rows)},
+        dataset=str(session.dataset),
+        data_fingerprint=fingerprint_files(dataset_files(session.dataset)),
+        tracking=list(session.train.report_to),
+        data_checks=checks,
+    )
     del trainer, built
     _free_memory()
     if eval_how == "pending":
         eval_loss = separate_instance_loss(session, args, validation_rows, tokenizer, precision)
         eval_how = "separately loaded 4-bit model (the training instance is never evaluated)"
-    summary.update(eval_loss=eval_loss, eval_loss_from=eval_how)
-    write_run_metadata(session.work, cfg, summary)  # load_for_inference needs summary.json
-    summary["stop_check"] = stop_check(session, test_rows, validation_rows, precision)
-    write_json(session.work / RUN_SUMMARY, summary)
+    summary.eval_loss, summary.eval_loss_from = eval_loss, eval_how
+    write_run_metadata(session.work, cfg, summary.to_dict())  # load_for_inference needs summary.json
+    summary.stop_check = stop_check(session, test_rows, validation_rows, precision)
+    write_json(session.work / RUN_SUMMARY, summary.to_dict())
     return publish(session)
 
 
