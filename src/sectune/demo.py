@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sectune.config import ExperimentConfig, apply_override, read_yaml, validate_config
+from sectune.registry.refs import check_model_refs
 from sectune.runs import is_finished
 
 DEMO_CONFIG = Path(str(resources.files("sectune") / "resources" / "demo.yaml"))
@@ -30,7 +31,8 @@ def demo_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         deep_merge(data, read_yaml(path))
     for item in overrides:
         apply_override(data, item)
-    return validate_config(data, source=path or DEMO_CONFIG)
+    cfg = validate_config(data, source=path or DEMO_CONFIG, overrides=overrides)
+    return check_model_refs(cfg, source=path or DEMO_CONFIG, overrides=overrides)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> None:

@@ -98,10 +98,13 @@ def test_inspect_missing_split(tmp_path, chat_jsonl, cfg, family_tokenizer, toke
     from sectune.data.api import prepare
 
     dataset = prepare(cfg(), chat_jsonl, tmp_path / "ds", tokenizer=family_tokenizer("smollm2"))
+    (dataset / "validation.jsonl").unlink()  # a dataset folder that lacks a split asked for
     code, out = run_cli(
-        monkeypatch, capsys, "inspect", str(dataset), "--split", "dev", "--tokenizer", str(tokenizer_dir)
+        monkeypatch, capsys, "inspect", str(dataset), "--split", "validation", "--tokenizer", str(tokenizer_dir)
     )
-    assert code == 2 and "split 'dev' not found" in out
+    assert code == 2 and "validation" in out.splitlines()[-1] and "not found" in out.splitlines()[-1]
+    code, out = run_cli(monkeypatch, capsys, "inspect", str(dataset), "--split", "dev")
+    assert code == 2 and "'dev' is not one of 'train', 'validation', 'test'" in out.splitlines()[-1]
 
 
 @pytest.mark.slow

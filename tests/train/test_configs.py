@@ -40,3 +40,17 @@ def test_accelerate_config_parses(path):
 
 def test_accelerate_configs_cover_ddp_fsdp_and_both_zero_stages():
     assert {p.stem for p in ACCELERATE} >= {"ddp", "fsdp", "fsdp-qlora", "deepspeed-zero2", "deepspeed-zero3"}
+
+
+def test_the_config_literals_match_transformers_enums():
+    """train.lr_scheduler and train.optimizer are written out in sectune.config.train (config load never imports
+    transformers); these lists are transformers' own, so an upgrade that adds or drops a name fails here."""
+    from typing import get_args
+
+    from transformers import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    from sectune.config.train import LrScheduler, Optimizer
+
+    assert list(get_args(LrScheduler)) == [s.value for s in SchedulerType]
+    assert list(get_args(Optimizer)) == [o.value for o in OptimizerNames]

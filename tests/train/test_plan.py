@@ -92,3 +92,11 @@ def test_plan_command_prints_json_and_a_table():
     assert data["model"] == "mistral-7b" and data["total_gb"] > data["weights_gb"] > 3
     table = runner.invoke(app, ["plan", "--max-length", "256"])
     assert table.exit_code == 0 and "total" in table.output and "256" in table.output
+
+
+@pytest.mark.parametrize(("option", "value"), [("batch_size", 0), ("max_length", -5)])
+def test_plan_from_python_refuses_sizes_below_one(option, value):
+    from sectune.errors import UserError
+
+    with pytest.raises(UserError, match=rf"{option}: must be at least 1, got {value}"):
+        plan(load_config(), **{option: value})

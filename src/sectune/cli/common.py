@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,21 +11,41 @@ if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Experiment YAML (see configs/).", show_default=False)
+    Path | None,
+    typer.Option("--config", "-c", help="Experiment YAML (see configs/).", show_default=False, metavar="FILE"),
 ]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", "-s", help="Dotted override, repeatable: --set train.lora.r=32", show_default=False),
-]
-OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created only on success).")]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created only on success).", metavar="DIR")]
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue a killed run in --out.")]
 
 
-def load(config: Path | None, sets: list[str] | None) -> ExperimentConfig:
-    """Load the experiment config with the command's overrides."""
-    from sectune.config import load_config
+Sets = list[str] | None  # the values of --set: ``sets: Annotated[Sets, set_option("train.lora.r=32")] = None``
 
-    return load_config(config, sets or [])
+
+SetOption = Annotated[Sets, typer.Option("--set", "-s", help="Dotted override, repeatable.", metavar="KEY=VALUE")]
+
+
+def set_option(example: str) -> Any:
+    """The repeatable ``--set KEY=VALUE`` option, its help showing ``example`` (a key of the command's section)."""
+    return typer.Option(
+        "--set",
+        "-s",
+        help=f"Dotted config override, repeatable: --set {example}",
+        show_default=False,
+        metavar="KEY=VALUE",
+    )
+
+
+def load(config: Path | None, sets: list[str] | None) -> ExperimentConfig:
+    """Load the experiment config with the command's overrides, and check every model it names.
+
+    Fails (UserError: file, dotted key, fix) before any data or model is opened.
+    """
+    from sectune.config import load_config
+    from sectune.registry.refs import check_model_refs
+
+    overrides = sets or []
+    cfg = load_config(config, overrides)
+    return check_model_refs(cfg, source=config or "--set", overrides=overrides)
 
 
 def console():

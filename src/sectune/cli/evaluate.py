@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sectune.cli.common import ConfigOption, OutOption, SetOption
+from sectune.cli.common import ConfigOption, OutOption, Sets, set_option
 
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")]
 
@@ -26,15 +26,18 @@ def eval_command(
             "http(s):// OpenAI-compatible endpoint (with --set eval.endpoint_model=NAME). The first is the "
             "baseline of pairwise judging; every adapter is checked to change the logits.",
             show_default=False,
+            metavar="TARGET",
         ),
     ],
     out: OutOption,
     dataset: Annotated[
         Path | None,
-        typer.Option("--dataset", "-d", help="Dataset folder (its test.jsonl) or JSONL for held-out metrics."),
+        typer.Option(
+            "--dataset", "-d", help="Dataset folder (its test.jsonl) or JSONL for held-out metrics.", metavar="PATH"
+        ),
     ] = None,
     config: ConfigOption = None,
-    sets: SetOption = None,
+    sets: Annotated[Sets, set_option("eval.max_examples=200")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Held-out generation metrics, MCQ benchmarks (with baselines) and optional LLM judging."""
@@ -66,10 +69,20 @@ def _one_line(result: dict) -> str:
 
 
 def study_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder written by `sectune prep`.", show_default=False)],
-    out: OutOption,
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset folder written by `sectune prep`.", show_default=False, metavar="DATASET")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Study folder, filled cell by cell (finished cells are reused); OUT/report/ is written last.",
+            metavar="DIR",
+        ),
+    ],
     config: ConfigOption = None,
-    sets: SetOption = None,
+    sets: Annotated[Sets, set_option("study.variants=[base,lora]")] = None,
 ) -> None:
     """Train (or reuse) and evaluate models × {base, lora, qlora, full}; write OUT/report (md, html, png, json)."""
     from sectune.cli.common import console, load

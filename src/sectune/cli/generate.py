@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sectune.cli.common import ConfigOption, ResumeOption, SetOption, console, load
+from sectune.cli.common import ConfigOption, ResumeOption, Sets, console, load, set_option
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def topics_command(
     config: ConfigOption = None,
-    sets: SetOption = None,
+    sets: Annotated[Sets, set_option("generate.topics.depth=1")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Topics JSONL to write.")] = Path("topics.jsonl"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing topics file.")] = False,
 ) -> None:
@@ -34,7 +34,7 @@ def topics_command(
 
 def generate_command(
     config: ConfigOption = None,
-    sets: SetOption = None,
+    sets: Annotated[Sets, set_option("generate.num_samples=100")] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run folder, written in place (it is the resume state).")
     ] = Path("runs/generate"),
@@ -54,9 +54,14 @@ def generate_command(
 
     The folder is written in place and is its own resume state: a killed run keeps the file INCOMPLETE and
     continues with --resume. With no provider configured, the embedded model runs locally (no key, no network).
+
+    Exit codes: 0 every sample asked for; 2 bad input or config (nothing ran); 3 incomplete (some samples, fewer
+    than asked); 4 nothing usable (no sample). On 3 and 4 one line says why and which flag helps:
+    --retry-failed redoes failed or rejected requests, --resume continues a run stopped before its end.
     """
     from sectune.generate.api import generate
     from sectune.generate.progress import describe_plan, describe_summary
+    from sectune.generate.summary import shortfall_error
     from sectune.runs import read_json
 
     if no_progress:
@@ -71,4 +76,8 @@ def generate_command(
         topics_file=topics_file,
         on_start=lambda plan: term.print(describe_plan(plan)),
     )
-    term.print(describe_summary(read_json(out / "summary.json"), out))
+    summary = read_json(out / "summary.json")
+    term.print(describe_summary(summary, out), markup=False)
+    problem = shortfall_error(summary, out)
+    if problem is not None:
+        raise problem  # one line on stderr, exit 3 (incomplete) or 4 (nothing usable)

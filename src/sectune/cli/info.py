@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from sectune.cli.common import Sets, set_option
+
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models)
@@ -50,11 +52,17 @@ def doctor(
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for every stage's output.")] = Path("demo-out"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Folder for every stage's output (a re-run reuses finished stages).", metavar="DIR"
+        ),
+    ] = Path("demo-out"),
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML merged over the packaged demo experiment.")
+        Path | None,
+        typer.Option("--config", "-c", help="YAML merged over the packaged demo experiment.", metavar="FILE"),
     ] = None,
-    sets: Annotated[list[str] | None, typer.Option("--set", "-s", help="Dotted override.")] = None,
+    sets: Annotated[Sets, set_option("train.max_steps=60")] = None,
 ) -> None:
     """Run the whole pipeline on the embedded model with small sizes (offline, CPU)."""
     from sectune.demo import demo_config, run_demo

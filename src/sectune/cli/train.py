@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sectune.cli.common import ConfigOption, OutOption, ResumeOption, SetOption, console, load
+from sectune.cli.common import ConfigOption, OutOption, ResumeOption, Sets, console, load, set_option
+from sectune.config.train import Method
 
 
 def register(app: typer.Typer) -> None:
@@ -17,10 +18,12 @@ def register(app: typer.Typer) -> None:
 
 
 def train_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset folder written by `sectune prep` (train.jsonl, ...).")],
+    dataset: Annotated[
+        Path, typer.Argument(help="Dataset folder written by `sectune prep` (train.jsonl, ...).", metavar="DATASET")
+    ],
     out: OutOption,
     config: ConfigOption = None,
-    sets: SetOption = None,
+    sets: Annotated[Sets, set_option("train.lora.r=32")] = None,
     resume: ResumeOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run (and its partial).")] = False,
 ) -> None:
@@ -57,13 +60,17 @@ def _print_summary(run: Path) -> None:
 
 def plan_command(
     config: ConfigOption = None,
-    sets: SetOption = None,
-    method: Annotated[str | None, typer.Option(help="full, lora, qlora or qlora-8bit (default: train.method).")] = None,
+    sets: Annotated[Sets, set_option("model=mistral-7b")] = None,
+    method: Annotated[Method | None, typer.Option(help="Training method (default: train.method).")] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Per-device batch (default: train.batch_size; auto: 1 on CPU, 4 on GPU).")
+        int | None,
+        typer.Option(
+            min=1, help="Per-device batch (default: train.batch_size; auto: 1 on CPU, 4 on GPU).", metavar="N"
+        ),
     ] = None,
     max_length: Annotated[
-        int | None, typer.Option(help="Tokens per row (default: train.max_length, else prep.max_length).")
+        int | None,
+        typer.Option(min=1, help="Tokens per row (default: train.max_length, else prep.max_length).", metavar="N"),
     ] = None,
     gradient_checkpointing: Annotated[
         bool | None,

@@ -7,9 +7,9 @@ finished normally.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sectune.config.base import StrictModel
 
@@ -18,6 +18,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "Give precise, complete and user-friendly answers."
 )
 DEFAULT_ROOT = "Cybersecurity and IT support"
+
+NonNegative = Annotated[float, Field(ge=0)]
 
 EXPORT_FORMATS = ("jsonl", "csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca")
 
@@ -31,6 +33,10 @@ class TopicsConfig(StrictModel):
     depth: int = Field(2, ge=0, le=6)  # levels below the root (0: the root alone)
     mode: Literal["tree", "graph"] = "tree"
     file: str | None = None  # a topics JSONL (from `sectune topics`) or a spreadsheet (Id, Domain Topic, ...)
+    # A spreadsheet's rows and per-topic Samples Count (which replace num_samples): pick, scale, cap.
+    sheet_rows: str | int | list[int | str] | None = None  # rows by Id: "1-20,25" or [1, 2, 5]; default all
+    sheet_scale: float | None = Field(None, gt=0)  # × each count, rounded (a topic asking for any keeps ≥ 1)
+    sheet_max_per_topic: int | None = Field(None, ge=1)  # at most this many samples per topic (after the scale)
 
 
 class JudgeConfig(StrictModel):
@@ -55,16 +61,26 @@ class QualityConfig(StrictModel):
     dedup: bool = True
     near_duplicate_threshold: float = Field(0.8, gt=0, le=1)  # MinHash Jaccard estimate
     against: list[str] = []  # existing JSONL datasets: samples too close to their rows are rejected
-    min_question_chars: int = 10
-    min_answer_chars: int = 20
-    max_answer_chars: int = 8000
+    min_question_chars: int = Field(10, ge=0)
+    min_answer_chars: int = Field(20, ge=0)
+    max_answer_chars: int = Field(8000, ge=1)
     reject_refusals: bool = True
     judge: JudgeConfig = JudgeConfig()
+
+    @model_validator(mode="after")
+    def _answer_bounds_overlap(self) -> QualityConfig:
+        if self.min_answer_chars > self.max_answer_chars:
+            raise ValueError(
+                f"min_answer_chars ({self.min_answer_chars}) is above max_answer_chars ({self.max_answer_chars}):"
+                " every answer would be rejected"
+            )
+        return self
 
 
 class GenerateConfig(StrictModel):
     provider: Literal["local", "openai", "anthropic", "litellm"] = "local"
-    model: str | None = None  # provider model name; for "local" default the experiment's top-level model
+    # provider model name; for "local" (a registry key or model folder) default the experiment's top-level model
+    model: str | None = Field(None, min_length=1)
     base_url: str | None = None  # OpenAI-compatible servers; default OPENAI_BASE_URL or api.openai.com
     api_key_env: str | None = None  # NAME of the env variable holding the key (default OPENAI_API_KEY/...)
     num_samples: int = Field(20, ge=1)  # total; a topics spreadsheet's Samples Count overrides it
@@ -89,7 +105,15 @@ class GenerateConfig(StrictModel):
     tpm: int | None = Field(None, ge=1)  # tokens per minute (prompt estimate + max_tokens per request)
     max_requests_factor: float = Field(3.0, ge=1)  # stop after num_samples × this many answers
     budget_usd: float | None = Field(None, gt=0)  # stop cleanly (resumable) once this much is spent
-    prices: dict[str, tuple[float, float]] = {}  # model → (input, output) USD per million tokens
+    prices: dict[str, tuple[NonNegative, NonNegative]] = {}  # model → (input, output) USD per million tokens
     local_batch_size: int = Field(8, ge=1)
     cache_dir: str | None = None  # share a response cache between runs (default: inside the run folder)
     formats: list[Literal["jsonl", "csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca"]] = ["jsonl", "csv"]
+
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> GenerateConfig:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(
+                f"backoff_max_s ({self.backoff_max_s:g}) is below backoff_initial_s ({self.backoff_initial_s:g})"
+            )
+        return self

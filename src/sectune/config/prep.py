@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sectune.config.base import StrictModel
 
@@ -15,12 +15,16 @@ LengthPolicy = Literal["drop", "error", "truncate-prompt"]
 class PrepConfig(StrictModel):
     """How ``sectune prep`` turns a file of Q&A into train/validation/test splits for one model."""
 
-    model: str | None = None  # overrides the top-level model for this stage only
+    model: str | None = Field(None, min_length=1)  # overrides the top-level model for this stage only
     # -- import
     input_format: InputFormat = "auto"  # JSONL/JSON row format; tables (xlsx/csv/parquet) are always Q&A columns
-    sheet: str | int | None = None  # xlsx sheet name or 0-based index; None = the first sheet
-    question_column: str = "Question"
-    answer_column: str = "Answer"
+    # xlsx sheet name or 0-based index; None = the first sheet
+    sheet: Annotated[str, Field(min_length=1)] | Annotated[int, Field(ge=0)] | None = None
+    # 1-based row of the table header (xlsx/CSV); None = the first row, or the first of the first 20 rows that
+    # holds the question and answer columns (title rows above the header are skipped)
+    header_row: int | None = Field(None, ge=1)
+    question_column: str = Field("Question", min_length=1)
+    answer_column: str = Field("Answer", min_length=1)
     system_column: str | None = None  # a column holding a per-row system prompt
     system_prompt: str | None = None  # added to rows that have no system message
     # -- validate
@@ -33,8 +37,17 @@ class PrepConfig(StrictModel):
     minhash_perm: int = Field(128, ge=16)
     validation_size: float = Field(0.1, ge=0, lt=1)
     test_size: float = Field(0.1, ge=0, lt=1)
-    stratify_by: str | None = None  # a meta field, e.g. domain_type
+    stratify_by: str | None = Field(None, min_length=1)  # a meta field, e.g. domain_type
     # -- render
     max_length: int = Field(1024, gt=0)  # tokens, including the chat template's own
     length_policy: LengthPolicy = "drop"  # never cuts an answer: truncate-prompt shortens the question only
     export_prompt_completion: bool = True  # also write prompt_completion/<split>.jsonl (rendered text)
+
+    @model_validator(mode="after")
+    def _splits_leave_rows_to_train(self) -> PrepConfig:
+        if self.validation_size + self.test_size >= 1:
+            raise ValueError(
+                f"validation_size + test_size is {self.validation_size + self.test_size:g}: nothing left to train on"
+                " (keep the sum below 1, e.g. 0.1 each)"
+            )
+        return self

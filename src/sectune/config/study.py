@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from sectune.config.base import StrictModel
 
@@ -15,7 +15,15 @@ ALL_VARIANTS: list[Variant] = ["base", "lora", "qlora", "full"]
 class StudyConfig(StrictModel):
     """The comparative study: models × variants, each trained (or reused) then evaluated."""
 
-    models: list[str] = Field(default_factory=list)  # empty: the top-level ``model``
-    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS))
-    price_per_hour: float = 0.0  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
+    models: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)  # empty: the top-level ``model``
+    variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
+    price_per_hour: float = Field(0.0, ge=0)  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
     reuse: bool = True  # reuse finished runs (summary.json present)
+
+    @field_validator("models", "variants")
+    @classmethod
+    def _no_repeats(cls, values: list[str]) -> list[str]:
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:  # two cells would share one run folder
+            raise ValueError(f"lists {', '.join(map(repr, repeated))} more than once")
+        return values

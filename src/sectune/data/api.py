@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,10 @@ if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
     from sectune.data.inspect import InspectReport
 
+log = logging.getLogger(__name__)
+
 SPLIT_FILES = ("train", "validation", "test")
+MOSTLY_DUPLICATES = 0.5  # warn when dedup removes more than this fraction of the rows
 # What a progress line says while each step of prep runs.
 PREP_STEPS = (
     "reading {name}",
@@ -69,12 +73,15 @@ def prepare(
         rendered, length_report = _apply_length_policy(tok, splits, prep, path)
         progress.update(4, note=PREP_STEPS[4].format(rows=len(rendered["train"])))
         checks = _train_split_checks(tok, rendered["train"], prep, model)
+        counts = {name: len(rows) for name, rows in rendered.items()}
         summary = {
             "input": str(path),
             "input_fingerprint": fingerprint_files([path]),
             "input_sheet": raw.sheet,
+            "input_header_row": raw.header_row,
+            "input_delimiter": raw.delimiter,
             "model": str(model),
-            "counts": {name: len(rows) for name, rows in rendered.items()},
+            "counts": counts,
             "validation": vars(validation),
             "dedup": split_report,
             "tokens": length_report,
@@ -86,7 +93,35 @@ def prepare(
         (folder / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
         write_run_metadata(folder, cfg, summary)
         progress.update(6, note="")
+    warning = small_dataset_warning(path, prep, split_report, counts)
+    if warning:
+        log.warning(warning)
     return Path(out)
+
+
+def small_dataset_warning(path: Path, prep: Any, dedup: dict[str, Any], counts: dict[str, int]) -> str | None:
+    """One line when the dataset came out too small to measure: an empty validation or test split that was
+    asked for, or most rows removed as duplicates; None when all is well."""
+    problems, fixes = [], []
+    total = sum(counts.values())
+    for name in ("validation", "test"):
+        size = getattr(prep, f"{name}_size")
+        if size > 0 and counts[name] == 0:
+            problems.append(f"0 {name} rows (prep.{name}_size={size:g} of {total} rows)")
+            fixes.append(f"raise prep.{name}_size")
+    before = dedup["rows_before_dedup"]
+    removed = dedup["exact_duplicates_removed"] + dedup["near_duplicates_removed"]
+    if before and removed / before > MOSTLY_DUPLICATES:
+        problems.append(
+            f"{removed} of {before} rows ({removed / before:.0%}) removed as duplicates "
+            f"({dedup['exact_duplicates_removed']} exact, {dedup['near_duplicates_removed']} near at "
+            f"prep.near_dup_threshold={prep.near_dup_threshold:g})"
+        )
+        fixes.append("check the input for repeated rows")
+    if not problems:
+        return None
+    split = ", ".join(f"{name} {counts[name]}" for name in SPLIT_FILES)
+    return f"{path}: small dataset: {'; '.join(problems)}; wrote {split} rows (fix: add rows, {' or '.join(fixes)})"
 
 
 def _apply_length_policy(tok: Any, splits: dict, prep: Any, path: Path) -> tuple[dict[str, list], dict[str, Any]]:

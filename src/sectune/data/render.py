@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sectune.errors import UserError
+from sectune.errors import UserError, closest_sibling
 
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
@@ -78,6 +78,7 @@ def load_prep_tokenizer(model: str | Path, tokenizer: str | Path | Any = None):
     elif isinstance(tokenizer, (str, Path)):
         from transformers import AutoTokenizer
 
+        _require_tokenizer_folder(Path(tokenizer).expanduser(), str(tokenizer))
         try:
             loaded = AutoTokenizer.from_pretrained(str(tokenizer))
         except (OSError, ValueError) as exc:
@@ -92,6 +93,30 @@ def load_prep_tokenizer(model: str | Path, tokenizer: str | Path | Any = None):
     if loaded.pad_token is None:
         loaded.pad_token = loaded.eos_token
     return loaded
+
+
+def _require_tokenizer_folder(folder: Path, written: str) -> None:
+    """A UserError when ``--tokenizer`` names no folder (instead of the hub's error for an unknown repo id)."""
+    if folder.is_dir():
+        return
+    if folder.exists():
+        raise UserError(
+            "is a file, not a tokenizer folder",
+            file=written,
+            field="--tokenizer",
+            fix=f"pass the folder that holds it: --tokenizer {folder.parent.as_posix()}",
+        )
+    sibling = closest_sibling(folder)
+    parent = "" if folder.parent.is_dir() else f" (nor does {folder.parent.as_posix()}/)"
+    raise UserError(
+        f"tokenizer folder does not exist{parent}",
+        file=written,
+        field="--tokenizer",
+        fix=f"did you mean --tokenizer {sibling}?"
+        if sibling
+        else "pass an existing folder with the tokenizer files (tokenizer.json, tokenizer_config.json), e.g. a "
+        "model folder, or leave --tokenizer out to use the model's own",
+    )
 
 
 def render_text(tokenizer: Any, messages: list[dict[str, Any]], *, add_generation_prompt: bool = False) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sectune.config.prep import PrepConfig
-from sectune.data.io import RawInput, RawRecord
+from sectune.data.io import DELIMITER_NAMES, RawInput, RawRecord
 from sectune.errors import UserError, closest
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
@@ -22,6 +22,12 @@ FORMAT_KEYS = {
     "alpaca": "instruction/output",
     "prompt_completion": "prompt/completion",
     "qa": "question/answer",
+}
+# (question field, answer field) of the formats that have one key each
+FORMAT_FIELDS = {
+    "alpaca": ("instruction", "output"),
+    "prompt_completion": ("prompt", "completion"),
+    "qa": ("question", "answer"),
 }
 
 
@@ -43,7 +49,9 @@ def to_canonical(raw: RawInput, cfg: PrepConfig) -> list[SourcedRow]:
         return _from_table(raw, cfg)
     fmt = cfg.input_format if cfg.input_format != "auto" else detect_format(raw.records[0], raw)
     rows = []
+    how = "detected from the first row" if cfg.input_format == "auto" else "set by prep.input_format"
     for record in raw.records:
+        _require_fields(record, fmt, how, raw)
         if cfg.input_format == "auto" and detect_format(record, raw, first=False) != fmt:
             raise UserError(
                 f"{record.where}: row format differs from the first row's ({fmt})",
@@ -70,10 +78,35 @@ def detect_format(record: RawRecord, raw: RawInput, *, first: bool = True) -> st
         return "qa"
     if not first:
         return "unknown"
+    for fmt in FORMAT_FIELDS:
+        _require_fields(record, fmt, "guessed from its keys", raw, partial_only=True)
     known = ["messages", "conversations", "instruction", "output", "prompt", "completion", "question", "answer"]
     hints = [f"'{key}' → '{closest(key, known)}'" for key in sorted(keys) if closest(key, known)]
     fix = f"did you mean {', '.join(hints)}?" if hints else "rows need one of: " + "; ".join(FORMAT_KEYS.values())
     raise UserError(f"{record.where}: cannot tell the row format from keys {sorted(keys)}", file=raw.path, fix=fix)
+
+
+def _require_fields(record: RawRecord, fmt: str, how: str, raw: RawInput, *, partial_only: bool = False) -> None:
+    """A UserError naming the row, the missing field and the format when a row lacks its format's question or
+    answer field (keys are matched case-insensitively for the question/answer format, as when converting).
+
+    ``partial_only``: only when the row has the other field of the pair (the format is recognisable).
+    """
+    if fmt not in FORMAT_FIELDS:
+        return
+    keys = {key.lower() for key in record.data} if fmt == "qa" else set(record.data)
+    missing = [name for name in FORMAT_FIELDS[fmt] if name not in keys]
+    if not missing or (partial_only and len(missing) == len(FORMAT_FIELDS[fmt])):
+        return
+    hint = closest(missing[0], [str(key) for key in record.data if str(key).lower() not in FORMAT_FIELDS[fmt]])
+    fix = f"rename '{hint}' to '{missing[0]}'" if hint else f"add '{missing[0]}' to this row, or remove the row"
+    raise UserError(
+        f"{record.where}: no '{missing[0]}' field (row format {fmt}: {FORMAT_KEYS[fmt]}, {how}; keys: "
+        f"{sorted(record.data)})",
+        file=raw.path,
+        field=missing[0],
+        fix=fix,
+    )
 
 
 def _convert(record: RawRecord, fmt: str, raw: RawInput, cfg: PrepConfig) -> SourcedRow:
@@ -198,6 +231,10 @@ def _column(wanted: str, field: str, raw: RawInput) -> str:
         return folded[wanted.lower().strip()]
     suggestion = closest(wanted, raw.columns)
     where = f" in sheet '{raw.sheet}'" if raw.sheet else ""
+    if raw.header_row and raw.header_row != 1:
+        where += f" (header row {raw.header_row})"
+    if raw.delimiter and raw.delimiter != ("\t" if raw.path.suffix.lower() == ".tsv" else ","):
+        where += f" (read as {DELIMITER_NAMES.get(raw.delimiter, raw.delimiter)}-delimited)"
     fix = (
         f"did you mean '{suggestion}'? set --set {field}={suggestion!r}"
         if suggestion

@@ -104,6 +104,7 @@ def split_rows(
     signatures = _Signatures(cfg.minhash_perm)
     dedup = find_duplicates(rows, cfg, signatures)
     clusters = [[c[0]] for c in dedup.clusters] if cfg.dedup else dedup.clusters
+    _refuse_sizes_leaving_no_train(sum(len(c) for c in clusters), cfg, path)
     strata = _strata(rows, clusters, cfg, path)
     splits: dict[str, list[int]] = {name: [] for name in SPLITS}
     rng = random.Random(seed)
@@ -114,7 +115,13 @@ def split_rows(
             splits[name].extend(i for group in chosen for i in group)
     kept = sum(len(v) for v in splits.values())
     if not splits["train"]:
-        raise UserError(f"too few rows to split ({kept})", file=path, fix="add rows or lower the split sizes")
+        raise UserError(
+            f"too few rows to split ({kept}) with prep.validation_size={cfg.validation_size:g} and "
+            f"prep.test_size={cfg.test_size:g}",
+            file=path,
+            field="prep.validation_size",
+            fix="add rows or lower prep.validation_size / prep.test_size",
+        )
     result = {name: [rows[i] for i in sorted(indices)] for name, indices in splits.items()}
     report = {
         "rows_before_dedup": len(rows),
@@ -133,6 +140,20 @@ def split_rows(
         a, b = leaks[0]
         raise UserError(f"near-duplicate rows cross splits ({a} ~ {b})", file=path, fix="report this as a bug")
     return result, report
+
+
+def _refuse_sizes_leaving_no_train(rows: int, cfg: PrepConfig, path: Path) -> None:
+    """A UserError when validation_size and test_size take every one of ``rows`` rows (none left to train)."""
+    validation, test = round(rows * cfg.validation_size), round(rows * cfg.test_size)
+    if rows - validation - test >= 1:
+        return
+    raise UserError(
+        f"{rows} rows with prep.validation_size={cfg.validation_size:g} ({validation} rows) and "
+        f"prep.test_size={cfg.test_size:g} ({test} rows) leave 0 rows to train",
+        file=path,
+        field="prep.validation_size",
+        fix="add rows, or lower prep.validation_size / prep.test_size so that some rows are left to train",
+    )
 
 
 def _strata(

@@ -23,7 +23,7 @@ from sectune.data.jsonl import write_jsonl
 from sectune.errors import UserError
 from sectune.generate.resume import check_run_folder, load_state, retry_slots
 from sectune.generate.store import INCOMPLETE_MARKER, REQUESTS_FILE, SAMPLES_FILE, AppendLog
-from sectune.generate.summary import finish_run, run_plan
+from sectune.generate.summary import finish_run, run_plan, shortfall_error
 from sectune.generate.topics import Topic
 from sectune.generate.wiring import limits_of, make_deduplicator, make_judge, make_provider
 from sectune.llm.requests import Caller
@@ -113,7 +113,10 @@ def generate(
     request slots of an earlier run (no new ones). ``on_start`` receives the plan and cost estimate,
     ``on_progress`` a :class:`~sectune.generate.engine.Progress` after every finished request slot.
     ``provider`` replaces the configured provider (it is closed at the end: each call runs its own event loop).
-    Returns ``out``; its summary.json counts every outcome.
+    Returns ``out``; its summary.json counts every outcome. A run that ended below its target still returns
+    ``out`` (summary.json's ``status`` and ``shortfall`` say why; ``shortfall_error`` in
+    :mod:`sectune.generate.summary` gives the error the CLI exits with: 3 incomplete, 4 nothing usable), except
+    when the provider refused the key or every request: that raises the same error at once.
     """
     out = Path(out)
     check_run_folder(cfg, out, resume=resume, retry_failed=retry_failed)
@@ -129,21 +132,9 @@ def generate(
     summary = run_sync(_generate(cfg, out, prov, retry_failed, topics_file, on_progress, on_start))
     if not summary["status"].startswith("stopped_"):
         (out / INCOMPLETE_MARKER).unlink(missing_ok=True)
-    if summary["status"] == "stopped_auth":
-        raise UserError(
-            "the provider refused the API key",
-            field=f"generate.api_key_env={cfg.generate.api_key_env}",
-            fix="set a valid key in the environment or .env, then rerun with --resume",
-        )
-    if summary["status"] == "stopped_bad_request":
-        example = next(iter(summary.get("error_examples", {}).values()), "")
-        raise UserError(
-            f"the provider refused every request ({example})",
-            file=out / "requests.jsonl",
-            field="generate.model / generate.base_url / generate.output",
-            fix="check the model name and base_url; a server without JSON mode needs generate.output=text; "
-            "then rerun with --resume",
-        )
+    problem = shortfall_error(summary, out)
+    if problem is not None and summary["status"] in ("stopped_auth", "stopped_bad_request"):
+        raise problem  # the provider refuses the run itself: an error for API callers too
     return out
 
 
@@ -151,7 +142,7 @@ def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: st
     """Check the inputs a run needs (price for a budget, topics file, datasets to dedup against)."""
     from sectune.generate.engine import output_mode
     from sectune.generate.quality import load_existing
-    from sectune.generate.topics import load_topics
+    from sectune.generate.topics import topics_for_run
     from sectune.llm.prices import price_for
 
     gen = cfg.generate
@@ -170,8 +161,8 @@ def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: st
             fix=f"add generate.prices.{prov.model}=[input, output] (USD/Mtok)",
         )
     source = topics_file or gen.topics.file
-    if source and not (out / TOPICS_FILE).is_file():
-        load_topics(source)
+    if not (out / TOPICS_FILE).is_file():  # a resume uses the run's own topics
+        topics_for_run(source, gen.topics)
     load_existing(gen.quality.against)
 
 
@@ -235,16 +226,15 @@ def _report_to(tracker: Tracker, on_progress: Callable[[Progress], None] | None)
 
 async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:
     """Topics of this run: saved in the run folder on the first start, so a resume uses the very same ones."""
-    from sectune.generate.topics import load_topics, save_tree
+    from sectune.generate.topics import load_topics, save_tree, topics_for_run
 
     saved = out / TOPICS_FILE
     if saved.is_file():
         return load_topics(saved)
-    source = topics_file or cfg.generate.topics.file
-    if source:
-        topic_list = load_topics(source)
-        _save_topics_with_counts(topic_list, saved)
-        return topic_list
+    from_file = topics_for_run(topics_file or cfg.generate.topics.file, cfg.generate.topics)
+    if from_file is not None:
+        _save_topics_with_counts(from_file, saved)
+        return from_file
     tmp = out / f".{TOPICS_FILE}.building"
     topic_list = await _build_topics(cfg, prov, tmp, cache=cache)
     if cfg.generate.topics.mode == "graph":
@@ -267,5 +257,9 @@ def _save_topics_with_counts(topic_list: list[Topic], path: Path) -> None:
                 if v is not None
             }
         )
+        if topic.sheet_samples is not None:
+            row["sheet_samples"] = topic.sheet_samples
+        if topic.merged_ids:
+            row["merged_ids"] = topic.merged_ids
         rows.append(row)
     write_jsonl(path, rows)

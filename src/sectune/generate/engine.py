@@ -39,7 +39,9 @@ from sectune.generate.samples import (
 )
 from sectune.generate.store import AppendLog, SlotOutcome
 from sectune.generate.topics import Topic
+from sectune.llm.factory import provider_key
 from sectune.llm.judge import Judge, parse_score, sample_messages
+from sectune.llm.keys import redact
 from sectune.llm.prices import cost_usd
 from sectune.llm.requests import Caller
 
@@ -53,6 +55,7 @@ ANSWER_HINT = "Answer in at most 150 words."
 
 # Finish reasons that mean "cut off or blocked": never a sample (issue 11).
 BAD_FINISH = {"length": "finish_length", "content_filter": "content_filter"}
+EXAMPLE_CHARS = 200  # the excerpt kept of a failure's message or a rejected answer
 
 
 @dataclass
@@ -150,6 +153,8 @@ class Engine:
         self.on_progress = on_progress
         self.mode = output_mode(cfg.output, caller.provider.supports_json)
         self.stop_reason: str | None = None
+        self.rejection_examples: dict[str, str] = {}  # reason → an excerpt of the first answer rejected for it
+        self._key = provider_key(cfg.provider, cfg.api_key_env)  # scrubbed from everything stored
         self._refused = 0  # slots failed with an error that no retry can fix
         self._accepted = [0] * len(topics)
         self._finished = [0] * len(topics)  # slots with an outcome (the per-topic request cap counts these)
@@ -259,7 +264,7 @@ class Engine:
             text, reason = await self._ask(messages, k, outcome)
             parsed = parse_sample(text, json_output=json_output, turns=turns) if reason is None else None
             if reason is None and parsed is None:
-                reason = "malformed"
+                reason, outcome.example = "malformed", text
         outcome.cost_usd = cost_usd(self.price, outcome.prompt_tokens, outcome.completion_tokens)
         if outcome.status == "failed":
             return outcome
@@ -268,6 +273,8 @@ class Engine:
             reason = await self._check(parsed)
         if reason is not None:
             outcome.status, outcome.reason = "rejected", reason
+            if outcome.example is None and parsed is not None:
+                outcome.example = " / ".join(part for pair in parsed.turns for part in pair)
             return outcome
         assert parsed is not None
         self.samples_log.append(to_row(parsed, self.cfg.system_prompt, self._meta(topic, t, k, parsed)))
@@ -287,6 +294,7 @@ class Engine:
             text = f"{prompt[-1]['content']} {text}"
         question = extract_question(text)
         if question is None:
+            outcome.example = text
             return None, "malformed"
         system = f"{self.cfg.system_prompt} {ANSWER_HINT}".strip()
         answer, reason = await self._ask(
@@ -306,7 +314,8 @@ class Engine:
         bypass = self._retry is not None
         result = await self.caller.call(messages, self._params(k), bypass_cache=bypass, max_tokens=max_tokens)
         if result.error is not None:
-            outcome.status, outcome.reason, outcome.error = "failed", result.error.kind, str(result.error)[:200]
+            error = redact(str(result.error), self._key)[:EXAMPLE_CHARS]
+            outcome.status, outcome.reason, outcome.error = "failed", result.error.kind, error
             return "", result.error.kind
         completion = result.completion
         assert completion is not None
@@ -317,6 +326,7 @@ class Engine:
         if allow_length and completion.finish_reason == "length":
             return completion.text, None
         if completion.finish_reason != "stop":  # cut off or blocked: never a sample (issue 11)
+            outcome.example = completion.text
             return "", BAD_FINISH.get(completion.finish_reason, f"finish_{completion.finish_reason}")
         return completion.text, None
 
@@ -364,6 +374,9 @@ class Engine:
     # --- bookkeeping -------------------------------------------------------------------------------------
     def _record(self, t: int, outcome: SlotOutcome) -> None:
         self.requests_log.append(outcome.to_dict())
+        if outcome.status == "rejected" and str(outcome.reason) not in self.rejection_examples:
+            text = " ".join((outcome.example or "").split())
+            self.rejection_examples[str(outcome.reason)] = redact(text, self._key)[:EXAMPLE_CHARS]
         previous = self.state.outcomes.get(outcome.slot)
         if previous is None:
             self._finished[t] += 1

@@ -26,6 +26,8 @@ RESUMABLE_FIELDS = {
     "formats", "base_url", "api_key_env",
 }  # fmt: skip
 RESUMABLE_JUDGE_FIELDS = {"base_url", "api_key_env"}  # of generate.quality.judge: where requests go, not what
+# generate.topics keys newer than some run folders: unset, they equal their absence in an older config.yaml
+NEWER_TOPICS_FIELDS = ("sheet_rows", "sheet_scale", "sheet_max_per_topic")
 
 
 def check_run_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_failed: bool) -> None:
@@ -55,7 +57,8 @@ def check_run_folder(cfg: ExperimentConfig, out: Path, *, resume: bool, retry_fa
 def content_changes(earlier: dict[str, Any], cfg: ExperimentConfig) -> list[str]:
     now = cfg.model_dump(mode="json")
     changed = [key for key in ("seed", "model") if earlier.get(key) != now.get(key)]
-    before, after = without_judge_endpoint(earlier.get("generate") or {}), without_judge_endpoint(now["generate"])
+    before = without_unset_topics_fields(without_judge_endpoint(earlier.get("generate") or {}))
+    after = without_unset_topics_fields(without_judge_endpoint(now["generate"]))
     changed += [f"generate.{k}" for k in after if k not in RESUMABLE_FIELDS and before.get(k) != after[k]]
     return changed
 
@@ -67,6 +70,15 @@ def without_judge_endpoint(gen: dict[str, Any]) -> dict[str, Any]:
         return gen
     judge = {k: v for k, v in judge.items() if k not in RESUMABLE_JUDGE_FIELDS}
     return {**gen, "quality": {**gen["quality"], "judge": judge}}
+
+
+def without_unset_topics_fields(gen: dict[str, Any]) -> dict[str, Any]:
+    """``gen`` without the unset (None) topics keys that runs started before them do not have."""
+    spec = gen.get("topics")
+    if not isinstance(spec, dict):
+        return gen
+    spec = {k: v for k, v in spec.items() if not (k in NEWER_TOPICS_FIELDS and v is None)}
+    return {**gen, "topics": spec}
 
 
 def load_state(out: Path) -> RunState:

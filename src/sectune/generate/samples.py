@@ -64,6 +64,7 @@ def sample_prompt(
     angle = ANGLES[variation % len(ANGLES)]
     lines = [
         f"Topic: {' > '.join(topic.path)}",
+        *([f"Domain type: {topic.domain_type}"] if topic.domain_type else []),  # no line, no change: same cache key
         f"Variation: {variation + 1}",
         f"Write {angle} that a real user could ask about this topic, and a complete, accurate, helpful answer.",
         "Make the question specific and different from the usual first questions on this topic.",
@@ -101,6 +102,7 @@ def question_prompt(topic: Topic, variation: int, instructions: str = "") -> lis
     """
     angle = ANGLES[variation % len(ANGLES)]
     where = f" (within {' > '.join(topic.path[:-1])})" if len(topic.path) > 1 else ""
+    where += f" in {topic.domain_type}" if topic.domain_type else ""
     user = f"Write {angle} about {topic.name}{where}. {instructions}".strip() + " Reply with the question only."
     return [{"role": "user", "content": user}]
 
@@ -126,6 +128,7 @@ def prefilled_question_prompt(topic: Topic, variation: int, instructions: str = 
     ("What options would you ask?") and 52 of 81 requests without any question (measured on the demo topics).
     """
     where = f" ({topic.path[-2]})" if len(topic.path) > 1 else ""
+    where += f" in {topic.domain_type}" if topic.domain_type else ""
     user = f"Write a question that a user might ask about {topic.name}{where}. {instructions}".strip()
     start = QUESTION_STARTS[variation % len(QUESTION_STARTS)]
     return [{"role": "user", "content": user}, {"role": "assistant", "content": start}]

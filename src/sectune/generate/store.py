@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class SlotOutcome:
     prompt_tokens: int = 0  # tokens sent and received, uncached requests only
     completion_tokens: int = 0
     cost_usd: float | None = None  # None: the model's price is unknown
+    # rejected: an excerpt of the answer, for summary.json's rejection_examples (in memory only, never a line)
+    example: str | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON line, keys in the order runs have always written them (a failure's cost comes last)."""

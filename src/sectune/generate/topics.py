@@ -3,22 +3,26 @@
 Tree JSONL: one line per root-to-leaf path, ``{"path": ["root", "child", "leaf"]}``.
 Graph JSONL: one line per node, ``{"id": 3, "topic": "...", "parents": [0, 1]}``: a subtopic named twice is one
 node with several parents, never a duplicate. Spreadsheet (``Id, Domain Topic, Samples Count, Domain Type``):
-each row is a topic with its own number of samples, tagged with its domain type.
+each row is a topic with its own number of samples, tagged with its domain type; :func:`shape_sheet` picks rows,
+merges a topic repeated with the same domain type, and scales or caps the counts (``generate.topics.sheet_*``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sectune.config.generate import TopicsConfig
 from sectune.data.jsonl import JsonlError, iter_jsonl, write_jsonl
 from sectune.errors import UserError
 
 SPREADSHEET_COLUMNS = ("Id", "Domain Topic", "Samples Count", "Domain Type")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
 
 
 @dataclass
@@ -29,6 +33,8 @@ class Topic:
     samples: int | None = None
     domain_type: str | None = None
     id: str | None = None
+    sheet_samples: int | None = None  # what the sheet asked for, when sheet_scale / sheet_max_per_topic changed it
+    merged_ids: list[str] = field(default_factory=list)  # ids of later sheet rows merged into this one
 
     @property
     def name(self) -> str:
@@ -182,7 +188,7 @@ def load_topics(path: str | Path) -> list[Topic]:
             field="generate.topics.file",
             fix="run `sectune topics --out topics.jsonl` or give an existing file",
         )
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
+    if path.suffix.lower() in SPREADSHEET_SUFFIXES:
         return load_spreadsheet(path)
     rows = []
     try:
@@ -214,7 +220,14 @@ def _tree_topic(row: dict, file: Path, number: int) -> Topic:
             field="path",
             fix='write e.g. {"path": ["Cybersecurity", "Phishing"]}',
         )
-    return Topic(path, samples=row.get("samples"), domain_type=row.get("domain_type"))
+    return Topic(
+        path,
+        samples=row.get("samples"),
+        domain_type=row.get("domain_type"),
+        id=None if row.get("id") is None else str(row["id"]),
+        sheet_samples=row.get("sheet_samples"),
+        merged_ids=[str(i) for i in row.get("merged_ids") or []],
+    )
 
 
 def load_spreadsheet(path: Path) -> list[Topic]:
@@ -269,7 +282,151 @@ def _sheet_topic(row: tuple, col: dict[str, int], path: Path, number: int) -> To
         ) from None
     domain = row[col["Domain Type"]] if "Domain Type" in col else None
     ident = row[col["Id"]] if "Id" in col else number - 1
+    if isinstance(ident, float) and ident.is_integer():
+        ident = int(ident)  # a numeric Id cell: 8, not "8.0"
     return Topic([name], samples=count, domain_type=str(domain).strip() if domain else None, id=str(ident))
+
+
+# --- a sheet's rows and counts (generate.topics.sheet_rows / sheet_scale / sheet_max_per_topic) --------------
+SHEET_OPTIONS = ("sheet_rows", "sheet_scale", "sheet_max_per_topic")
+
+
+def topics_for_run(source: str | Path | None, spec: TopicsConfig) -> list[Topic] | None:
+    """The topics of a run from ``source`` (a spreadsheet shaped by ``spec.sheet_*``), or None without a file.
+
+    The sheet options on anything but a spreadsheet are refused, never silently ignored.
+    """
+    is_sheet = source is not None and Path(source).suffix.lower() in SPREADSHEET_SUFFIXES
+    used = [name for name in SHEET_OPTIONS if getattr(spec, name) is not None]
+    if used and not is_sheet:
+        what = f"the topics file {source}" if source else "topics built from generate.topics.root"
+        raise UserError(
+            f"applies to a topics spreadsheet (.xlsx) only, not to {what}",
+            field=f"generate.topics.{used[0]}",
+            fix="give a spreadsheet with --topics or generate.topics.file, or unset it",
+        )
+    if source is None:
+        return None
+    topics = load_topics(source)
+    if not is_sheet:
+        return topics
+    return shape_sheet(
+        topics, rows=spec.sheet_rows, scale=spec.sheet_scale, max_per_topic=spec.sheet_max_per_topic, file=source
+    )
+
+
+def shape_sheet(
+    topics: list[Topic],
+    *,
+    rows: str | int | list[int | str] | None = None,
+    scale: float | None = None,
+    max_per_topic: int | None = None,
+    file: str | Path | None = None,
+) -> list[Topic]:
+    """The sheet's topics for a run: the chosen rows, repeated topics merged, counts scaled then capped.
+
+    ``rows`` picks rows by their Id: ``"1-20,25"`` (ranges of numeric ids and single ids) or a list of ids.
+    A topic listed twice with the same domain type is merged into one topic with the sum of the counts (its
+    prompts would be the very same, so the second row's answers would all be duplicates); with different
+    domain types both are kept (the domain type is in the prompt). ``scale`` multiplies each count (rounded;
+    a topic asking for any sample keeps at least one), ``max_per_topic`` caps it.
+    """
+    chosen = select_rows(topics, rows, file) if rows is not None else list(topics)
+    merged: list[Topic] = []
+    by_key: dict[tuple[str, str], Topic] = {}
+    for topic in chosen:
+        key = (_topic_key(topic), (topic.domain_type or "").strip().lower())
+        first = by_key.get(key)
+        if first is None:
+            copy = Topic(list(topic.path), topic.samples, topic.domain_type, topic.id)
+            by_key[key] = copy
+            merged.append(copy)
+            continue
+        first.samples = (first.samples or 0) + (topic.samples or 0)
+        first.merged_ids.append(str(topic.id))
+    for topic in merged:
+        asked = topic.samples
+        if asked is None:
+            continue
+        count = asked
+        if scale is not None and count > 0:
+            count = max(1, round(count * scale))
+        if max_per_topic is not None:
+            count = min(count, max_per_topic)
+        if count != asked:
+            topic.samples, topic.sheet_samples = count, asked
+    return merged
+
+
+def select_rows(topics: list[Topic], rows: str | int | list[int | str], file: str | Path | None = None) -> list[Topic]:
+    """The topics whose Id is named in ``rows`` (``"1-20,25"`` or a list of ids), in sheet order."""
+    field_name = "generate.topics.sheet_rows"
+    items = str(rows).split(",") if isinstance(rows, str | int) else [str(item) for item in rows]
+    ranges: list[tuple[float, float]] = []
+    ids: set[str] = set()
+    for item in (i.strip() for i in items):
+        span = re.fullmatch(r"(\d+)\s*-\s*(\d+)", item)
+        if span:
+            low, high = int(span.group(1)), int(span.group(2))
+            if low > high:
+                raise UserError(f"row range '{item}' runs backwards", file=file, field=field_name, fix="write low-high")
+            ranges.append((low, high))
+        elif item:
+            ids.add(_id_key(item))
+    if not ranges and not ids:
+        raise UserError("no rows named", field=field_name, fix='write ids and ranges like "1-20,25", or leave it unset')
+    missing = sorted(ids - {_id_key(str(t.id)) for t in topics})
+    if missing:
+        raise UserError(
+            f"no sheet row has Id {', '.join(missing)}",
+            file=file,
+            field=field_name,
+            fix="name ids of the sheet's Id column (ranges like 1-20 for numeric ids)",
+        )
+    chosen = [t for t in topics if _id_key(str(t.id)) in ids or _in_ranges(t.id, ranges)]
+    for span_ in ranges:
+        if not any(_in_ranges(t.id, [span_]) for t in topics):
+            raise UserError(
+                f"no sheet row has an Id in {span_[0]:g}-{span_[1]:g}",
+                file=file,
+                field=field_name,
+                fix="check the Id column",
+            )
+    return chosen
+
+
+def _id_key(ident: str) -> str:
+    try:
+        number = float(ident)
+    except ValueError:
+        return ident.strip().lower()
+    return f"{number:g}" if math.isfinite(number) else ident.strip().lower()
+
+
+def _in_ranges(ident: str | None, ranges: list[tuple[float, float]]) -> bool:
+    try:
+        number = float(str(ident))
+    except ValueError:
+        return False
+    return any(low <= number <= high for low, high in ranges)
+
+
+def _topic_key(topic: Topic) -> str:
+    return " > ".join(_key(part) for part in topic.path)
+
+
+def duplicate_topics(topics: list[Topic]) -> dict[str, dict[str, object]]:
+    """Topics listed more than once (by name, any case): their ids and how many topics they became."""
+    groups: dict[str, list[Topic]] = {}
+    for topic in topics:
+        groups.setdefault(_topic_key(topic), []).append(topic)
+    found: dict[str, dict[str, object]] = {}
+    for group in groups.values():
+        ids = [ident for t in group for ident in (t.id, *t.merged_ids) if ident is not None]
+        if len(ids) > 1:
+            types = [t.domain_type for t in group if t.domain_type]
+            found[" > ".join(group[0].path)] = {"ids": ids, "topics": len(group), "domain_types": types}
+    return found
 
 
 def spread_samples(topics: list[Topic], total: int) -> list[int]:

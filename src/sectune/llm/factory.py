@@ -56,6 +56,12 @@ def get_provider(
     return LiteLLMProvider(model, base_url=base_url, api_key=api_key, timeout=timeout)
 
 
+def provider_key(name: str, api_key_env: str | None = None) -> str | None:
+    """The key provider ``name`` uses (from ``api_key_env`` or its usual variable), to scrub it from text."""
+    key_env = api_key_env or DEFAULT_KEY_ENV.get(name)
+    return api_key_from_env(key_env) if key_env else None
+
+
 def provider_label(provider: Any) -> str:
     """ "openai:gpt-4o-mini" — safe to log (never contains a key)."""
     return f"{getattr(provider, 'name', type(provider).__name__)}:{getattr(provider, 'model', '?')}"

@@ -106,10 +106,14 @@ def classify_openai_error(exc: Exception, key: str | None = None) -> ProviderErr
 def classify_sdk_error(sdk: Any, exc: Exception, key: str | None = None) -> ProviderError:
     """Map an official SDK's exceptions (openai or anthropic: same class names) to provider error kinds."""
     message = redact(str(exc), key)[:300]
-    if isinstance(exc, sdk.APITimeoutError):
-        return ProviderError("timeout", message)
-    if isinstance(exc, sdk.APIConnectionError):
-        return ProviderError("connection", message)
+    if isinstance(exc, sdk.APIConnectionError):  # APITimeoutError is one too
+        refused = connection_failure(exc)
+        if refused is not None:  # the aiohttp transport reports a refused connection as a connect timeout
+            return ProviderError(
+                "connection", redact(f"cannot connect ({type(refused).__name__}: {refused})", key)[:300]
+            )
+        kind = "timeout" if isinstance(exc, sdk.APITimeoutError) else "connection"
+        return ProviderError(kind, message)
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
@@ -121,6 +125,20 @@ def classify_sdk_error(sdk: Any, exc: Exception, key: str | None = None) -> Prov
             return ProviderError("server_error", message, retry_after=retry_after, status=status)
         return ProviderError("bad_request", message, status=status)
     return ProviderError(type(exc).__name__, message)
+
+
+def connection_failure(exc: BaseException) -> BaseException | None:
+    """The refused, reset or unresolvable connection behind ``exc`` (its cause chain), or None."""
+    import socket
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ConnectionError | socket.gaierror):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def parse_retry_after(value: str | None) -> float | None:

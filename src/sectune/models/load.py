@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sectune.errors import UserError
+from sectune.errors import UserError, closest_sibling
 from sectune.registry.models import REGISTRY, ModelSpec
 from sectune.runs import SUMMARY_FILE, is_finished
 
@@ -60,9 +60,43 @@ def resolve_model(ref: str | Path) -> ResolvedModel:
                 fix="pass a registry key (sectune models), an HF model folder or a train run",
             )
         return ResolvedModel(str(path), spec_for_folder(path), text)
+    raise missing_model_error(text)
+
+
+def missing_model_error(text: str) -> UserError:
+    """Neither a registry key nor a folder: say which, suggesting the closest sibling folder or registry key."""
+    import difflib
+
+    path = Path(text).expanduser()
+    if path.exists():  # a file
+        return UserError(
+            "is a file, not a model folder",
+            file=text,
+            field="model",
+            fix="pass the folder (a train run, or an HF model folder with config.json) or a registry key",
+        )
+    hub_key = next((key for key, spec in REGISTRY.items() if spec.hub_id.lower() == text.lower()), None)
+    if hub_key:
+        return UserError(
+            "a hub id, not a registry key or folder", file=text, field="model", fix=f"use its registry key '{hub_key}'"
+        )
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
+    sibling = closest_sibling(path)
+    key = difflib.get_close_matches(text, list(REGISTRY), n=1, cutoff=0.5)
+    candidates = [c for c in (sibling, key[0] if key else None) if c]
+    best = max(candidates, key=lambda c: difflib.SequenceMatcher(None, text, c).ratio(), default=None)
+    if looks_like_path or (best is not None and best == sibling):
+        parent = path.parent
+        where = "" if parent.is_dir() else f" (nor does {parent.as_posix()}/)"
+        fix = (
+            f"did you mean '{best}'?"
+            if best
+            else "pass an existing train run or model folder, or a registry key (sectune models)"
+        )
+        return UserError(f"no such folder{where}, and not a registry key", file=text, field="model", fix=fix)
     from sectune.errors import unknown_name_error
 
-    raise unknown_name_error("model", text, REGISTRY)
+    return unknown_name_error("model", text, REGISTRY)
 
 
 def hub_location(hub_id: str) -> str:

@@ -12,7 +12,8 @@
 (``anthropic_base_url``). Faults are drawn deterministically from ``seed`` per request number:
 a 429 with ``Retry-After``, a 500, or a timeout (the server sleeps ``timeout_sleep`` seconds before answering,
 longer than the client's timeout). ``finish_reason`` forces the finish reason of every answer ("length",
-"content_filter"); a responder returning a dict can set it per request.
+"content_filter"); a responder returning a dict can set it per request. A responder raising
+:class:`FakeHTTPError` answers with that status and message (a server echoing what it was sent, say).
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ from typing import Any
 
 Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
 FAULT_KINDS = ("429", "500", "timeout")
+
+
+class FakeHTTPError(Exception):
+    """Raised by a responder: the server answers ``status`` with ``message`` as the OpenAI-style error."""
+
+    def __init__(self, status: int, message: str, error_type: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
 
 
 def default_responder(body: dict[str, Any]) -> str:
@@ -216,6 +227,8 @@ class FakeOpenAI:
             time.sleep(self.latency)
         try:
             result = self.responder(body)
+        except FakeHTTPError as exc:
+            return exc.status, {"error": {"message": exc.message, "type": exc.error_type}}, {}
         except Exception as exc:  # a responder bug should surface as a 500, not a hung client
             return 500, {"error": {"message": f"responder failed: {exc}", "type": "server_error"}}, {}
         return 200, self._completion(body, result), {}

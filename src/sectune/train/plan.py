@@ -220,6 +220,9 @@ def plan(
 
     Keyword arguments override the config (``arch``: an ``Architecture`` for a model not in the registry).
     """
+    for name, value in (("batch_size", batch_size), ("max_length", max_length)):
+        if value is not None and value < 1:  # 0 would silently plan the config's value
+            raise UserError(f"must be at least 1, got {value}", field=name, fix=f"pass {name}=1 or more")
     from sectune.models.load import ResolvedModel, resolve_model
     from sectune.registry.models import REGISTRY
     from sectune.train.model import lora_targets, resolve_batch, resolve_precision
