@@ -100,3 +100,23 @@ def test_plan_from_python_refuses_sizes_below_one(option, value):
 
     with pytest.raises(UserError, match=rf"{option}: must be at least 1, got {value}"):
         plan(load_config(), **{option: value})
+
+
+def test_plan_for_a_named_target_device_uses_its_memory_batch_and_precision():
+    cfg = load_config(None, ["model=mistral-7b", "train.method=qlora"])
+    gpu = plan(cfg, device="cuda:24GB")
+    assert (gpu.device, gpu.available_gb, gpu.batch_size, gpu.precision) == ("cuda", 24.0, 4, "bf16")
+    assert gpu.fits is False and any("gradient checkpointing" in note for note in gpu.notes)
+    laptop = plan(cfg, device="cpu:64GB")
+    assert (laptop.device, laptop.available_gb, laptop.batch_size, laptop.precision) == ("cpu", 64.0, 1, "fp32")
+    assert laptop.total_gb != gpu.total_gb  # a CPU plan counts fp32 weights and its own overhead
+    big = plan(cfg, device="CUDA:80gb")
+    assert big.available_gb == 80.0 and big.fits is True
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:", "cuda:lots", "gpu:24GB"])
+def test_plan_refuses_a_device_it_cannot_read(device):
+    from sectune.errors import UserError
+
+    with pytest.raises(UserError, match=r"--device: not a device to plan for"):
+        plan(load_config(), device=device)

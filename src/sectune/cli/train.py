@@ -76,17 +76,27 @@ def plan_command(
         bool | None,
         typer.Option("--gradient-checkpointing/--no-gradient-checkpointing", help="Default: the config's."),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="Plan for another machine: cuda:24GB, cpu:64GB (default: this one).", metavar="DEVICE"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Estimate the memory a training run needs (weights, LoRA, gradients, optimizer, activations).
 
-    Shown next to what this machine has (free GPU memory, else available RAM). The model is the config's
-    `model` (or train.model); pick another with --set model=mistral-7b.
+    Shown next to what this machine has (free GPU memory, else available RAM), or what --device names. The
+    model is the config's `model` (or train.model); pick another with --set model=mistral-7b.
     """
     from sectune.train.plan import plan
 
     cfg = load(config, [*(sets or []), *([f"train.method={method}"] if method else [])])
-    result = plan(cfg, batch_size=batch_size, max_length=max_length, gradient_checkpointing=gradient_checkpointing)
+    result = plan(
+        cfg,
+        batch_size=batch_size,
+        max_length=max_length,
+        gradient_checkpointing=gradient_checkpointing,
+        device=device,
+    )
     if as_json:
         import json
 
@@ -99,8 +109,9 @@ def _print_plan(result) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"memory plan: {result.model}, {result.method}, batch {result.batch_size} × {result.max_length} tokens, "
-        f"{result.precision}, gradient checkpointing {'on' if result.gradient_checkpointing else 'off'}"
+        title=f"memory plan ({result.device}): {result.model}, {result.method}, batch {result.batch_size} × "
+        f"{result.max_length} tokens, {result.precision}, "
+        f"gradient checkpointing {'on' if result.gradient_checkpointing else 'off'}"
     )
     table.add_column("part")
     table.add_column("GB", justify="right")
@@ -115,9 +126,11 @@ def _print_plan(result) -> None:
         table.add_row(label, f"{value:.2f}")
     table.add_row("[bold]total[/bold]", f"[bold]{result.total_gb:.2f}[/bold]")
     where = "free GPU memory" if result.device == "cuda" else "available RAM"
-    table.add_row(f"this machine: {where}", f"{result.available_gb:.2f}")
+    table.add_row(f"{result.device}: {where}", f"{result.available_gb:.2f}")
     out = console()
     out.print(table)
-    out.print("fits" if result.fits else "[red]does not fit[/red]: try qlora, a smaller batch or max length")
+    smaller = "qlora, " if result.method != "qlora" else ""
+    smaller += "gradient checkpointing, " if not result.gradient_checkpointing else ""
+    out.print("fits" if result.fits else f"[red]does not fit[/red]: try {smaller}a smaller batch or max length")
     for note in result.notes:
         out.print(note)

@@ -16,6 +16,7 @@ trains (docs/train.md explains each line):
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -195,9 +196,37 @@ def machine_memory() -> tuple[str, float]:
     return "cpu", psutil.virtual_memory().available / GB
 
 
-def plan_for_machine(plan_args: dict[str, Any]) -> MemoryPlan:
-    """``estimate`` for this machine's device, with what it has filled in."""
-    device, available = machine_memory()
+TARGET = re.compile(r"^(cpu|cuda)(?::(\d+(?:\.\d+)?)\s*(?:gb|gib)?)?$", re.IGNORECASE)
+
+
+def parse_target(text: str) -> tuple[str, float | None]:
+    """``cuda:24GB`` → ("cuda", 24.0); ``cpu`` → ("cpu", None): a device to plan for, and its memory if given."""
+    match = TARGET.match(text.strip())
+    if not match:
+        raise UserError(
+            f"not a device to plan for: '{text}'", field="--device", fix="write cpu, cuda, cuda:24GB or cpu:64GB"
+        )
+    return match.group(1).lower(), float(match.group(2)) if match.group(2) else None
+
+
+def target_memory(target: tuple[str, float | None] | None) -> tuple[str, float]:
+    """(device, GB available): the named target, or this machine (a target without a size must be this one)."""
+    here, available = machine_memory()
+    if target is None:
+        return here, available
+    device, size = target
+    if size is not None:
+        return device, size
+    if device != here:
+        raise UserError(
+            f"this machine has no {device} to measure", field="--device", fix=f"give its memory, e.g. {device}:24GB"
+        )
+    return here, available
+
+
+def plan_for_machine(plan_args: dict[str, Any], target: tuple[str, float | None] | None = None) -> MemoryPlan:
+    """``estimate`` for this machine's device (or a named target device), with its memory filled in."""
+    device, available = target_memory(target)
     plan = estimate(**{"device": device, **plan_args})
     notes = list(plan.notes)
     if plan.total_gb > available and not plan.gradient_checkpointing:
@@ -215,17 +244,21 @@ def plan(
     method: str | None = None,
     gradient_checkpointing: bool | None = None,
     precision: str | None = None,
+    device: str | None = None,
 ) -> MemoryPlan:
-    """Estimate the memory ``cfg``'s training run needs, next to what this machine has.
+    """Estimate the memory ``cfg``'s training run needs, next to what this machine (or ``device``) has.
 
     Keyword arguments override the config (``arch``: an ``Architecture`` for a model not in the registry).
+    ``device`` plans for another machine: ``cuda:24GB``, ``cpu:64GB`` (or ``cuda``/``cpu`` for this one); the
+    auto batch and precision then follow that device (4 rows and bf16 on a GPU, 1 row and fp32 on a CPU).
     """
+    target = parse_target(device) if device else None
     for name, value in (("batch_size", batch_size), ("max_length", max_length)):
         if value is not None and value < 1:  # 0 would silently plan the config's value
             raise UserError(f"must be at least 1, got {value}", field=name, fix=f"pass {name}=1 or more")
     from sectune.models.load import ResolvedModel, resolve_model
     from sectune.registry.models import REGISTRY
-    from sectune.train.model import lora_targets, resolve_batch, resolve_precision
+    from sectune.train.model import lora_targets
 
     train_cfg = cfg.train
     ref = train_cfg.model or cfg.model
@@ -245,12 +278,29 @@ def plan(
             "spec": spec or ref,
             "arch": arch,
             "method": method or train_cfg.method,
-            "batch_size": batch_size or resolve_batch(train_cfg.batch_size, train_cfg.grad_accum)[0],
+            "batch_size": batch_size or _batch_for(train_cfg.batch_size, train_cfg.grad_accum, target),
             "max_length": max_length or train_cfg.max_length or cfg.prep.max_length,
             "lora_r": train_cfg.lora.r,
             "lora_targets": targets,
             "lora_dropout": train_cfg.lora.dropout,
             "gradient_checkpointing": checkpointing is True,
-            "precision": precision or resolve_precision(train_cfg.precision),
-        }
+            "precision": precision or _precision_for(train_cfg.precision, target),
+        },
+        target,
     )
+
+
+def _batch_for(batch_size: int | str, grad_accum: int | str, target: tuple[str, float | None] | None) -> int:
+    from sectune.train.model import resolve_batch
+
+    if target is None or batch_size != "auto":
+        return resolve_batch(batch_size, grad_accum)[0]
+    return 4 if target[0] == "cuda" else 1  # what resolve_batch picks on that device
+
+
+def _precision_for(requested: str, target: tuple[str, float | None] | None) -> str:
+    from sectune.train.model import resolve_precision
+
+    if target is None or requested != "auto":
+        return resolve_precision(requested)
+    return "bf16" if target[0] == "cuda" else "fp32"  # a GPU of today; an unknown CPU gets fp32
