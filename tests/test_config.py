@@ -93,3 +93,20 @@ def test_the_packaged_demo_experiment_loads():
         40,
         ["base", "lora"],
     )
+
+
+@pytest.mark.parametrize(
+    ("sets", "key"),
+    [
+        (["train.max_length=512"], "train.padding_free"),
+        (["train.packing=true"], "train.packing"),
+        (["train.packing=true", "train.padding_free=false"], "train.packing"),
+    ],
+)
+def test_batching_that_cannot_work_is_refused_when_the_config_loads(sets, key):
+    from sectune.config import load_config
+    from sectune.errors import UserError
+
+    with pytest.raises(UserError, match=key):
+        load_config(None, sets)
+    load_config(None, [*sets, "train.max_length=256", "train.packing=true"])  # the fix works

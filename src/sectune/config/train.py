@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from sectune.config.base import StrictModel
 
@@ -145,3 +145,16 @@ class TrainConfig(StrictModel):
         if value == 0:  # transformers would read 0 as "no limit" and train every epoch
             raise ValueError("must be -1 (train for train.epochs) or at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _batching_fits_the_truncation_length(self) -> TrainConfig:
+        """Refused here, not after the model loads: trl needs max_length=None for padding-free batches, and a
+        block length for packing."""
+        if self.packing and self.max_length is None:
+            raise ValueError("train.packing needs a block length: set train.max_length (e.g. 1024)")
+        if self.padding_free and not self.packing and self.max_length is not None:
+            raise ValueError(
+                "train.padding_free batches need train.max_length=null (trl does not truncate them): "
+                "set train.max_length=null (prep already bounds lengths) or train.padding_free=false"
+            )
+        return self
