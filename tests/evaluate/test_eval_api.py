@@ -215,3 +215,19 @@ def test_endpoint_requests_are_retried_and_bounded_by_the_config(tiny_dataset, t
     generation = next(iter(json.loads((out / "summary.json").read_text())["targets"].values()))["generation"]
     assert generation["failed_requests"] == 0 and generation["examples"] == len(failed) == 4
     assert len(fake.requests) == 8 and fake.max_in_flight <= 2
+
+
+def test_a_mistyped_later_target_fails_before_the_first_is_loaded(tmp_path, monkeypatch):
+    import sectune.evaluate.targets as targets
+    from sectune.config import load_config
+    from sectune.errors import UserError
+    from sectune.evaluate.api import evaluate
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before every target was checked")
+
+    monkeypatch.setattr(targets, "load_target", no_loading)
+    (tmp_path / "runs" / "lora").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"target: model folder '.*runs/lroa' not found.*runs/lora"):
+        evaluate(load_config(), ["smollm2-135m", str(tmp_path / "runs" / "lroa")], tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()

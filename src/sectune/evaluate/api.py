@@ -42,7 +42,7 @@ def evaluate(
     targets = [target] if isinstance(target, (str, Path)) else list(target)
     if not targets:
         raise UserError("nothing to evaluate", field="target", fix="pass a model, run folder or endpoint")
-    _check_inputs_early(cfg, dataset)  # a bad benchmark or dataset fails before any model is loaded
+    _check_inputs_early(cfg, dataset, targets)  # a bad benchmark or dataset fails before any model is loaded
     used: set[str] = set()
     labelled = [(target_label(t, used), t) for t in targets]
     with (
@@ -66,9 +66,16 @@ def evaluate(
     return Path(out)
 
 
-def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None) -> None:
+def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None, targets: Sequence[Target] = ()) -> None:
     from sectune.evaluate.heldout import load_examples
     from sectune.evaluate.mcq import load_benchmark
+    from sectune.evaluate.targets import is_endpoint
+    from sectune.registry.refs import check_model_ref
+
+    for target in targets:  # every target, before the first one is loaded: a typo in the last fails at once
+        folder = Path(str(target)).expanduser()
+        if not is_endpoint(target) and not (folder / "adapter_config.json").is_file():
+            check_model_ref(str(target), file=None, field="target", runs_ok=True)
 
     for ref in cfg.eval.benchmarks:
         load_benchmark(ref, limit=cfg.eval.max_questions)
