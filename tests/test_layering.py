@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"generate"},
     {"train"},
     {"evaluate"},
-    {"study"},  # above train and evaluate: it calls both
+    {"study", "serve"},  # study: above train and evaluate, it calls both; serve: chat with, export a result
     {"api"},  # one function per stage, re-exported
     {"demo"},  # the whole pipeline through the API
     {"cli", "ui"},  # thin layers over the API
