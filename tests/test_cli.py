@@ -36,6 +36,9 @@ STAGE_COMMANDS = {
     "demo",
     "models",
     "doctor",
+    "check",
+    "chat",
+    "export",
 }
 
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from sectune.data.api import inspect_dataset, prepare
     from sectune.evaluate.api import evaluate
     from sectune.generate.api import generate, topics
+    from sectune.serve.chat import chat
+    from sectune.serve.export import export
     from sectune.study.api import study
     from sectune.train.api import train
     from sectune.train.plan import plan
@@ -32,9 +34,11 @@ _FUNCTIONS = {
     "plan": "sectune.train.plan",
     "evaluate": "sectune.evaluate.api",
     "study": "sectune.study.api",
+    "chat": "sectune.serve.chat",
+    "export": "sectune.serve.export",
 }
 
-__all__ = ["evaluate", "generate", "inspect_dataset", "plan", "prepare", "study", "topics", "train"]
+__all__ = ["chat", "evaluate", "export", "generate", "inspect_dataset", "plan", "prepare", "study", "topics", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,94 @@
+"""CLI commands that use a result: ``sectune chat`` and ``sectune export``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sectune.cli.common import ConfigOption, OutOption, Sets, set_option
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
+    app.command("chat")(chat_command)
+    app.command("export")(export_command)
+
+
+def chat_command(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Registry key, HF model folder, train run folder, PEFT adapter folder, or an http(s):// "
+            "OpenAI-compatible endpoint (with --model NAME).",
+            show_default=False,
+            metavar="TARGET",
+        ),
+    ],
+    prompt: Annotated[
+        str | None,
+        typer.Option(
+            "--prompt",
+            "-p",
+            help="Ask one question, print only the answer, exit (stdin piped: the same).",
+            metavar="TEXT",
+        ),
+    ] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt.", metavar="TEXT")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model name to ask an endpoint (default: eval.endpoint_model).", metavar="NAME"),
+    ] = None,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.", min=0.0)] = 0.0,
+    top_p: Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling (with --temperature).")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option("--max-new-tokens", help="Default: eval.max_new_tokens.", min=1)
+    ] = None,
+    config: ConfigOption = None,
+    sets: Annotated[Sets, set_option("eval.dtype=float32")] = None,
+) -> None:
+    """Chat with a model, a train run or an endpoint: a `you>` loop on a terminal, one answer with --prompt."""
+    from sectune.cli.common import load
+    from sectune.serve.chat import ChatSession, one_shot, run_interactive
+
+    question = prompt if prompt is not None else (None if sys.stdin.isatty() else sys.stdin.read())
+    session = ChatSession(
+        load(config, sets),
+        target,
+        system=system,
+        model=model,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+    )
+    try:
+        if question is not None:
+            one_shot(session, question)
+        else:
+            run_interactive(session)
+    finally:
+        session.close()
+
+
+def export_command(
+    run: Annotated[
+        Path,
+        typer.Argument(help="A finished train run folder (sectune train --out).", show_default=False, metavar="RUN"),
+    ],
+    out: OutOption,
+    eval_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval", help="A sectune eval folder: its metrics (with intervals) go into the model card.", metavar="DIR"
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+) -> None:
+    """Merge a train run into a standalone HF folder (safetensors) with a model card and an Ollama Modelfile."""
+    from sectune.cli.common import console
+    from sectune.serve.export import export
+
+    folder = export(run, out, eval_dir=eval_dir, overwrite=overwrite)
+    console().print(f"wrote {folder} (merged model, README.md, Modelfile)", highlight=False)
