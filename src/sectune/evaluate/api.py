@@ -69,13 +69,10 @@ def evaluate(
 def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None, targets: Sequence[Target] = ()) -> None:
     from sectune.evaluate.heldout import load_examples
     from sectune.evaluate.mcq import load_benchmark
-    from sectune.evaluate.targets import is_endpoint
-    from sectune.registry.refs import check_model_ref
+    from sectune.evaluate.targets import check_target
 
     for target in targets:  # every target, before the first one is loaded: a typo in the last fails at once
-        folder = Path(str(target)).expanduser()
-        if not is_endpoint(target) and not (folder / "adapter_config.json").is_file():
-            check_model_ref(str(target), file=None, field="target", runs_ok=True)
+        check_target(target)
 
     for ref in cfg.eval.benchmarks:
         load_benchmark(ref, limit=cfg.eval.max_questions)

@@ -18,6 +18,16 @@ def is_endpoint(target: str | Path) -> bool:
     return bool(re.match(r"^https?://", str(target)))
 
 
+def check_target(target: str | Path) -> None:
+    """Refuse (one-line UserError) a target that is no endpoint, PEFT adapter folder, model folder, train run or
+    registry key, without loading anything."""
+    from sectune.registry.refs import check_model_ref
+
+    if is_endpoint(target) or (Path(str(target)).expanduser() / "adapter_config.json").is_file():
+        return
+    check_model_ref(str(target), file=None, field="target", runs_ok=True)
+
+
 def target_label(target: str | Path, used: set[str]) -> str:
     """A short unique name for a target: the registry key, the folder name, or the endpoint host."""
     text = str(target).rstrip("/")

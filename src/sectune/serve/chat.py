@@ -236,12 +236,9 @@ class _Local:
 
     @classmethod
     def load(cls, target: str, dtype: str, *, seed: int | None) -> _Local:
-        from sectune.evaluate.targets import load_target, resolve_dtype
-        from sectune.registry.refs import check_model_ref
+        from sectune.evaluate.targets import check_target, load_target, resolve_dtype
 
-        folder = Path(target).expanduser()
-        if not (folder / "adapter_config.json").is_file():
-            check_model_ref(target, file=None, field="target", runs_ok=True)
+        check_target(target)
         model, tokenizer = load_target(target, dtype=resolve_dtype(dtype))
         if seed is not None:
             import torch
