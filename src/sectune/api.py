@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sectune.generate.api import generate, topics
     from sectune.serve.chat import chat
     from sectune.serve.export import export
+    from sectune.serve.server import serve
     from sectune.study.api import study
     from sectune.train.api import train
     from sectune.train.plan import plan
@@ -36,9 +37,22 @@ _FUNCTIONS = {
     "study": "sectune.study.api",
     "chat": "sectune.serve.chat",
     "export": "sectune.serve.export",
+    "serve": "sectune.serve.server",
 }
 
-__all__ = ["chat", "evaluate", "export", "generate", "inspect_dataset", "plan", "prepare", "study", "topics", "train"]
+__all__ = [
+    "chat",
+    "evaluate",
+    "export",
+    "generate",
+    "inspect_dataset",
+    "plan",
+    "prepare",
+    "serve",
+    "study",
+    "topics",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""CLI commands that use a result: ``sectune chat`` and ``sectune export``."""
+"""CLI commands that use a result: ``sectune chat``, ``sectune serve`` and ``sectune export``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sectune.cli.common import ConfigOption, OutOption, Sets, set_option
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the app."""
     app.command("chat")(chat_command)
+    app.command("serve")(serve_command)
     app.command("export")(export_command)
 
 
@@ -70,6 +71,43 @@ def chat_command(
             run_interactive(session)
     finally:
         session.close()
+
+
+def serve_command(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="The base model (registry key, HF folder or train run) and/or adapters (train runs, PEFT adapter "
+            "folders) on it, each as TARGET or NAME=TARGET; clients pick one by its name in `model`.",
+            show_default=False,
+            metavar="TARGET...",
+        ),
+    ],
+    host: Annotated[str | None, typer.Option("--host", help="Address to bind (default serve.host: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default serve.port: 8000; 0: any free).")] = None,
+    config: ConfigOption = None,
+    sets: Annotated[Sets, set_option("serve.max_batch=8")] = None,
+) -> None:
+    """Serve a model and its adapters over an OpenAI-compatible HTTP API (chat, completions, models, health)."""
+    from sectune.cli.common import load
+    from sectune.serve.server import serve
+
+    overrides = list(sets or [])
+    overrides += [f"serve.host={host}"] if host is not None else []
+    overrides += [f"serve.port={port}"] if port is not None else []
+    cfg = load(config, overrides)
+
+    def ready(url: str) -> None:
+        needs_key = " (API key required)" if _key_set(cfg.serve.api_key_env) else ""
+        print(f"serving on {url}{needs_key}; Ctrl-C stops", flush=True)
+
+    serve(cfg, targets, on_ready=ready)
+
+
+def _key_set(var: str) -> bool:
+    from sectune.llm.keys import api_key_from_env
+
+    return api_key_from_env(var) is not None
 
 
 def export_command(

@@ -22,6 +22,7 @@ from sectune.config.base import StrictModel  # first: every section builds on it
 from sectune.config.evaluate import EvalConfig
 from sectune.config.generate import GenerateConfig
 from sectune.config.prep import PrepConfig
+from sectune.config.serve import ServeConfig
 from sectune.config.study import StudyConfig
 from sectune.config.train import TrainConfig
 from sectune.errors import UserError
@@ -38,6 +39,7 @@ class ExperimentConfig(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     study: StudyConfig = Field(default_factory=StudyConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

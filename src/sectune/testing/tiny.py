@@ -118,3 +118,22 @@ def tiny_family_tokenizer(family: str, *, vocab_size: int = 600):
     )
     tokenizer.chat_template = template_path(family).read_text(encoding="utf-8")
     return tokenizer
+
+
+def build_tiny_adapter(model_dir: str | Path, out_dir: str | Path, *, seed: int, r: int = 4) -> Path:
+    """Save a random (untrained, non-zero) LoRA adapter for the tiny model: different seeds, different answers.
+
+    ``init_lora_weights=False`` draws both LoRA matrices at random, so the adapter changes the logits at once;
+    the adapter names ``model_dir`` as its base, as a trained one would.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    config = LoraConfig(r=r, lora_alpha=4 * r, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False)
+    peft_model = get_peft_model(model, config)
+    peft_model.peft_config["default"].base_model_name_or_path = str(model_dir)
+    peft_model.save_pretrained(str(out_dir), safe_serialization=True)
+    return Path(out_dir)
