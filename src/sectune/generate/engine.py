@@ -87,9 +87,12 @@ class RunState:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     cost_unknown: bool = False
+    errors: Counter[str] = field(default_factory=Counter)  # errors met by every session, retried ones included
     _tally: Counter[tuple[str, str | None]] = field(default_factory=Counter)  # (status, reason) → slots
 
     def add_usage(self, outcome: SlotOutcome) -> None:
+        """Add what a line spent and met (every line counts, also one a later line of its slot replaces)."""
+        self.errors.update(outcome.errors)
         self.prompt_tokens += outcome.prompt_tokens
         self.completion_tokens += outcome.completion_tokens
         if outcome.cost_usd is None and not outcome.cached and outcome.completion_tokens:
@@ -165,6 +168,7 @@ class Engine:
         self._cursor = 0
         self._started = time.monotonic()
         self._accepted_at_start = 0
+        self._errors_logged: Counter[str] = Counter(caller.errors)  # the caller's errors already on a line
         self._load_state()
 
     # --- scheduling ---------------------------------------------------------------------------------------
@@ -313,13 +317,13 @@ class Engine:
         """(answer text, None) or ("", rejection reason); a failure marks ``outcome`` failed."""
         bypass = self._retry is not None
         result = await self.caller.call(messages, self._params(k), bypass_cache=bypass, max_tokens=max_tokens)
+        outcome.cached = outcome.cached and result.cached  # a failure never came from the cache
         if result.error is not None:
             error = redact(str(result.error), self._key)[:EXAMPLE_CHARS]
             outcome.status, outcome.reason, outcome.error = "failed", result.error.kind, error
             return "", result.error.kind
         completion = result.completion
         assert completion is not None
-        outcome.cached = outcome.cached and result.cached
         if not result.cached:
             outcome.prompt_tokens += completion.prompt_tokens
             outcome.completion_tokens += completion.completion_tokens
@@ -373,6 +377,7 @@ class Engine:
 
     # --- bookkeeping -------------------------------------------------------------------------------------
     def _record(self, t: int, outcome: SlotOutcome) -> None:
+        outcome.errors = self._new_errors()  # on the line: a killed session's errors outlive it
         self.requests_log.append(outcome.to_dict())
         if outcome.status == "rejected" and str(outcome.reason) not in self.rejection_examples:
             text = " ".join((outcome.example or "").split())
@@ -393,6 +398,12 @@ class Engine:
             self.stop_reason = self.stop_reason or "budget"
         if self.on_progress is not None:
             self.on_progress(self.progress())
+
+    def _new_errors(self) -> dict[str, int]:
+        """The caller's errors since the previous line, so that each error is written on one line only."""
+        new = self.caller.errors - self._errors_logged
+        self._errors_logged = Counter(self.caller.errors)
+        return dict(sorted(new.items()))
 
     def progress(self) -> Progress:
         accepted, rejected, failed = self.state.counts()

@@ -1,7 +1,8 @@
 """Resume of a generate run: is ``out`` a run this config may continue, and what did it already do?
 
-The run folder is its own resume state: requests.jsonl holds one outcome per finished slot, samples.jsonl the
-accepted samples (a sample saved just before a kill, without its outcome line, still counts).
+The run folder is its own resume state: requests.jsonl holds one outcome per finished slot (and the errors met
+since the line before, so a killed session's errors are counted too), samples.jsonl the accepted samples (a
+sample saved just before a kill, without its outcome line, still counts).
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ class SlotOutcome:
     prompt_tokens: int = 0  # tokens sent and received, uncached requests only
     completion_tokens: int = 0
     cost_usd: float | None = None  # None: the model's price is unknown
+    # Errors the session's requests met since its previous line, retried ones included (with several requests in
+    # flight not only this slot's): each error is on one line only, so their sum over the file counts the run's
+    # errors across sessions, also those of a session killed before its summary.
+    errors: dict[str, int] = field(default_factory=dict)
     # rejected: an excerpt of the answer, for summary.json's rejection_examples (in memory only, never a line)
     example: str | None = field(default=None, repr=False, compare=False)
 
@@ -58,6 +62,8 @@ class SlotOutcome:
             row["error"] = self.error
         if self.status == "failed":
             row["cost_usd"] = self.cost_usd
+        if self.errors:
+            row["errors"] = self.errors
         return row
 
     @classmethod
@@ -74,6 +80,7 @@ class SlotOutcome:
             prompt_tokens=row.get("prompt_tokens", 0),
             completion_tokens=row.get("completion_tokens", 0),
             cost_usd=row.get("cost_usd"),
+            errors={str(kind): int(count) for kind, count in (row.get("errors") or {}).items()},
         )
 
 

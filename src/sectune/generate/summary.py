@@ -107,6 +107,7 @@ def finish_run(
         and accepted == len(rows),
         "definition": "slots = accepted + sum(rejected) + sum(failed); a slot is one request for one sample, "
         "rejected/failed slots are replaced until each topic has its samples or the request cap is reached",
+        "errors": dict(sorted(state.errors.items())),  # every session's, from requests.jsonl (killed ones too)
         "errors_this_session": dict(sorted(engine.caller.errors.items())),
         "error_examples": error_examples(state),
         "rejection_examples": rejection_examples(out, engine, rejected),

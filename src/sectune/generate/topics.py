@@ -1,10 +1,13 @@
 """Topics: an LLM-built tree or graph from a root prompt, JSONL save/load, and topics from a spreadsheet.
 
-Tree JSONL: one line per root-to-leaf path, ``{"path": ["root", "child", "leaf"]}``.
+Tree JSONL: one line per root-to-leaf path, ``{"path": ["root", "child", "leaf"]}``, with the topic's ``id``,
+``samples``, ``domain_type`` where it has them (a run's own topics.jsonl: what a resume reads).
 Graph JSONL: one line per node, ``{"id": 3, "topic": "...", "parents": [0, 1]}``: a subtopic named twice is one
 node with several parents, never a duplicate. Spreadsheet (``Id, Domain Topic, Samples Count, Domain Type``):
 each row is a topic with its own number of samples, tagged with its domain type; :func:`shape_sheet` picks rows,
 merges a topic repeated with the same domain type, and scales or caps the counts (``generate.topics.sheet_*``).
+An LLM's subtopic answer is read as JSON (fenced or not) or as a list; fences, JSON syntax, prose and letterless
+lines are refused and counted, and a step with fewer than half of its subtopics usable fails (issue 24).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from sectune.config.generate import TopicsConfig
 from sectune.data.jsonl import JsonlError, iter_jsonl, write_jsonl
-from sectune.errors import UserError
+from sectune.errors import IncompleteRunError, NothingUsableError, UserError
 
 SPREADSHEET_COLUMNS = ("Id", "Domain Topic", "Samples Count", "Domain Type")
 SPREADSHEET_SUFFIXES = (".xlsx", ".xlsm")
@@ -102,53 +105,198 @@ def subtopic_prompt(path: list[str], degree: int, system_prompt: str, *, json_ou
 
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_FENCED = re.compile(r"```[\w-]*[ \t]*\n?(.*?)```", re.DOTALL)
+# Lines that are markup, not a name: a code fence or JSON syntax ("{", "]", '"key": ...').
+_MARKUP = re.compile(r'^\s*(```|~~~|[{}\[\]]|"[^"]*"\s*:)')
+_NAME_KEYS = ("name", "topic", "subtopic", "title")  # the name of a subtopic written as an object
+MAX_NAME_CHARS = 120
+MAX_NAME_WORDS = 12  # longer is a sentence of prose, not a subtopic's name
 
 
 def parse_subtopics(text: str | None, degree: int, exclude: Iterable[str] = ()) -> list[str]:
     """Subtopic names from a JSON array or a (numbered/bulleted) list; unique, at most ``degree``."""
+    return parse_subtopic_answer(text, degree, exclude)[0]
+
+
+def parse_subtopic_answer(text: str | None, degree: int, exclude: Iterable[str] = ()) -> tuple[list[str], list[str]]:
+    """(subtopic names, refused lines) of an answer: JSON (fenced or not), else its list or its lines.
+
+    A line is refused when it is markup (a fence, JSON syntax), has no letter or fewer than two letters or
+    digits ("A", "{", "---", "42"), is prose (over 12 words, or, outside a list, an intro ending in ":") or
+    repeats the prompt. A JSON item, meant as a name, needs one letter only (``["A", "B"]`` are names).
+    Names already seen or beyond ``degree`` are dropped, not refused.
+    """
     if not text:
-        return []
-    items: list[str] = []
-    start, end = text.find("["), text.rfind("]")
-    if 0 <= start < end:
-        try:
-            data = json.loads(text[start : end + 1])
-            items = [str(x) for x in data if isinstance(x, str | int | float)] if isinstance(data, list) else []
-        except json.JSONDecodeError:
-            items = []
-    if not items:
-        lines = text.splitlines()
+        return [], []
+    items, free = _json_items(text), False
+    from_json = items is not None
+    if items is None:
+        lines = [line for line in text.splitlines() if line.strip()]
         listed = [line for line in lines if _LIST_ITEM.match(line)]  # prose around a list is not a topic
-        items = [_LIST_ITEM.sub("", line) for line in (listed or lines)]
+        items, free = [_LIST_ITEM.sub("", line) for line in (listed or lines)], not listed
     seen = {_key(x) for x in exclude}
-    result: list[str] = []
+    names: list[str] = []
+    refused: list[str] = []
     for item in items:
-        name = re.split(r":\s|\s[-–]\s", item.strip())[0]  # "Name: a description" → "Name"
-        name = name.strip().strip("\"'*").rstrip(".:").strip()
-        if not name or len(name) > 120 or _key(name) in seen or _ECHO.search(item.strip().strip("*")):
+        name = None if free and item.rstrip().endswith(":") else _name_of(item, from_json)  # an intro, say
+        if name is None:
+            refused.append(item.strip())
+        elif _key(name) not in seen:
+            seen.add(_key(name))
+            names.append(name)
+    return names[:degree], refused
+
+
+def _json_items(text: str) -> list[str] | None:
+    """The items of the first JSON value in the answer naming a subtopic (fenced blocks first), or None."""
+    candidates = [block.strip() for block in _FENCED.findall(text)]
+    for opening, closing in ("[]", "{}"):
+        start, end = text.find(opening), text.rfind(closing)
+        if 0 <= start < end:
+            candidates.append(text[start : end + 1])
+    for candidate in candidates:
+        try:
+            items = _strings_in(json.loads(candidate))
+        except json.JSONDecodeError:
             continue
-        seen.add(_key(name))
-        result.append(name)
-    return result[:degree]
+        if any(_name_of(item, from_json=True) for item in items):  # not a stray "[1]" in prose
+            return items
+    return None
 
 
-async def build_tree(root: str, degree: int, depth: int, ask: Ask, system_prompt: str, *, json_output: bool):
-    """Root-to-leaf paths of a tree: each node gets up to ``degree`` children, ``depth`` levels deep."""
+def _strings_in(data: object, depth: int = 0) -> list[str]:
+    """Names in a JSON value: a list (of strings, or of objects with a name), or an object holding one."""
+    if isinstance(data, list):
+        return [name for item in data if (name := _item_name(item)) is not None]
+    if not isinstance(data, dict) or depth > 1:
+        return []
+    for value in data.values():  # {"subtopics": [...]}, also one level down
+        found = _strings_in(value, depth + 1) if isinstance(value, list | dict) else []
+        if found:
+            return found
+    # {"subtopic_1": "...", "subtopic_2": "..."}: numbered keys only (a schema's own keys are no topics)
+    if data and all(isinstance(v, str) and re.search(r"\d$", str(k)) for k, v in data.items()):
+        return list(data.values())
+    return []
+
+
+def _item_name(item: object) -> str | None:
+    if isinstance(item, str | int | float) and not isinstance(item, bool):
+        return str(item)
+    if isinstance(item, dict):
+        named = [item[k] for k in _NAME_KEYS if isinstance(item.get(k), str)]
+        return named[0] if named else next((v for v in item.values() if isinstance(v, str)), None)
+    return None
+
+
+def _name_of(item: str, from_json: bool) -> str | None:
+    """The subtopic named by one answer line or JSON item, or None when it names none."""
+    line = item.strip()
+    if _MARKUP.search(line) or _ECHO.search(line.strip("*")):
+        return None
+    name = re.split(r":\s|\s[-–]\s", line)[0]  # "Name: a description" → "Name"
+    name = name.strip().strip("\"'*#`").rstrip(".:,").strip()
+    alnum = sum(c.isalnum() for c in name)
+    if not any(c.isalpha() for c in name) or (alnum < 2 and not from_json):  # a line "A" is a stray letter
+        return None
+    if len(name) > MAX_NAME_CHARS or len(name.split()) > MAX_NAME_WORDS:
+        return None
+    return name
+
+
+# --- is the topic step good enough? ---------------------------------------------------------------------------
+MIN_USABLE_SHARE = 0.5  # below half of the subtopics asked for, the model is not answering the question
+REFUSED_EXAMPLES = 3
+
+
+@dataclass
+class SubtopicStats:
+    """Counts of a topic step: subtopics asked for and usable, answer lines refused, requests unanswered."""
+
+    asked: int = 0
+    usable: int = 0
+    refused: int = 0
+    unanswered: int = 0  # requests that failed or were cut off
+    examples: list[str] = field(default_factory=list)  # the first refused lines
+
+    def add(self, degree: int, answer: str | None, names: list[str], refused: list[str]) -> None:
+        self.asked += degree
+        self.usable += len(names)
+        self.refused += len(refused)
+        self.unanswered += answer is None
+        self.examples.extend(refused[: REFUSED_EXAMPLES - len(self.examples)])
+
+    def check(self) -> None:
+        """Fail the topic step (one line) when fewer than half of the subtopics asked for are usable."""
+        if self.asked == 0 or self.usable >= MIN_USABLE_SHARE * self.asked:
+            return
+        cls = NothingUsableError if self.usable == 0 else IncompleteRunError
+        why = [f"{self.refused} answer lines refused"] if self.refused else []
+        if self.examples:
+            why[-1] += ", e.g. " + ", ".join(json.dumps(e[:40], ensure_ascii=False) for e in self.examples)
+        if self.unanswered:
+            why.append(f"{self.unanswered} requests got no answer")
+        detail = f" ({'; '.join(why)})" if why else ""
+        raise cls(
+            f"only {self.usable} of {self.asked} subtopics asked for are usable{detail}",
+            field="generate.topics",
+            fix="use a model that follows the subtopic prompt (generate.model), or write the topics yourself and "
+            "pass them with --topics FILE",
+        )
+
+
+def _parse_level(
+    level_paths: list[list[str]], answers: list[str | None], degree: int, stats: SubtopicStats
+) -> list[list[str]]:
+    """Each path's subtopics (its own names excluded), counted into ``stats``; fails when too few are usable."""
+    children = []
+    for path, answer in zip(level_paths, answers, strict=True):
+        names, refused = parse_subtopic_answer(answer, degree, exclude=set(path))
+        stats.add(degree, answer, names, refused)
+        children.append(names)
+    stats.check()  # after each level: never ask for the subtopics of garbage
+    return children
+
+
+async def build_tree(
+    root: str,
+    degree: int,
+    depth: int,
+    ask: Ask,
+    system_prompt: str,
+    *,
+    json_output: bool,
+    stats: SubtopicStats | None = None,
+) -> list[Topic]:
+    """Root-to-leaf paths of a tree: each node gets up to ``degree`` children, ``depth`` levels deep.
+
+    ``stats`` receives the counts of the step; too few usable subtopics raise (see :meth:`SubtopicStats.check`).
+    """
+    stats = stats if stats is not None else SubtopicStats()
     level = [[root]]
     for _ in range(depth):
         # One level at a time, its requests concurrently (a batch for the local model).
         prompts = [subtopic_prompt(path, degree, system_prompt, json_output=json_output) for path in level]
         answers = await asyncio.gather(*(ask(p) for p in prompts))
         next_level: list[list[str]] = []
-        for path, answer in zip(level, answers, strict=True):
-            children = parse_subtopics(answer, degree, exclude=set(path))
+        for path, children in zip(level, _parse_level(level, answers, degree, stats), strict=True):
             next_level.extend([*path, child] for child in children) if children else next_level.append(path)
         level = next_level
     return [Topic(path) for path in level]
 
 
-async def build_graph(root: str, degree: int, depth: int, ask: Ask, system_prompt: str, *, json_output: bool):
+async def build_graph(
+    root: str,
+    degree: int,
+    depth: int,
+    ask: Ask,
+    system_prompt: str,
+    *,
+    json_output: bool,
+    stats: SubtopicStats | None = None,
+) -> TopicGraph:
     """A topic graph: a subtopic already present becomes an extra parent link, never a duplicate node."""
+    stats = stats if stats is not None else SubtopicStats()
     graph = TopicGraph()
     frontier = [graph.add(root, None)]
     for _ in range(depth):
@@ -156,8 +304,9 @@ async def build_graph(root: str, degree: int, depth: int, ask: Ask, system_promp
         prompts = [subtopic_prompt(path, degree, system_prompt, json_output=json_output) for path in paths]
         answers = await asyncio.gather(*(ask(p) for p in prompts))
         next_frontier: list[int] = []
-        for node, path, answer in zip(frontier, paths, answers, strict=True):  # merged in order: deterministic
-            for child in parse_subtopics(answer, degree, exclude=set(path)):
+        levels = _parse_level(paths, answers, degree, stats)
+        for node, children in zip(frontier, levels, strict=True):  # merged in order: deterministic
+            for child in children:
                 existing = graph.find(child)
                 if existing is None:
                     next_frontier.append(graph.add(child, node))
@@ -170,7 +319,24 @@ async def build_graph(root: str, degree: int, depth: int, ask: Ask, system_promp
 # --- files ---------------------------------------------------------------------------------------------------
 def save_tree(topics: list[Topic], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(path, ({"path": t.path} for t in topics))
+    write_jsonl(path, (topic_row(t) for t in topics))
+
+
+def topic_row(topic: Topic) -> dict[str, object]:
+    """A topic's tree line: its path, and what else it carries (read back by :func:`load_topics`).
+
+    A run's topics.jsonl is what a resume reads its topics from, so it keeps the id a sample is tagged with
+    (``meta.topic_id``: a sheet's Id, a graph leaf's node number), not only the path.
+    """
+    row: dict[str, object] = {"path": topic.path}
+    for key, value in (("samples", topic.samples), ("domain_type", topic.domain_type), ("id", topic.id)):
+        if value is not None:
+            row[key] = value
+    if topic.sheet_samples is not None:
+        row["sheet_samples"] = topic.sheet_samples
+    if topic.merged_ids:
+        row["merged_ids"] = topic.merged_ids
+    return row
 
 
 def save_graph(graph: TopicGraph, path: Path) -> None:
