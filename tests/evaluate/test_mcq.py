@@ -217,3 +217,30 @@ def test_one_pass_letter_scores_equal_the_continuation_scores(tiny_model_dir):
             cont = tokenizer(prefix + letter, add_special_tokens=False)["input_ids"]
             (slow,) = continuation_logprobs(model, [(ids + cont, len(ids))], tokenizer.pad_token_id)
             assert scores[letter] == pytest.approx(sum(slow), abs=1e-4)
+
+
+class RecordingScorer:
+    """A Scorer that records the sequences it is asked to score (and scores them all 0)."""
+
+    def __init__(self) -> None:
+        self.sequences: list[tuple[list[int], int]] = []
+
+    def continuations(self, sequences):
+        self.sequences.extend(sequences)
+        return [[0.0] * (len(ids) - n) for ids, n in sequences]
+
+
+@pytest.mark.parametrize("method", ["option", "letter"])
+def test_without_a_chat_template_candidates_follow_answer_colon_as_new_words(tiny_model_dir, method):
+    """Issue 24 point 7: after "Answer:" an option is " Permanent", not "Permanent" glued on in odd tokens."""
+    from sectune.models.load import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    tokenizer.chat_template = None  # a base model's tokenizer
+    question = Question("q1", "What restores data?", {"A": "Backups", "B": "Ransomware"}, frozenset("A"))
+    scorer = RecordingScorer()
+    mcq.option_scores(scorer, tokenizer, [question], method, multi=False)
+    continuations = [tokenizer.decode(ids[n:]) for ids, n in scorer.sequences]
+    expected = [" Backups", " Ransomware"] if method == "option" else [" A", " B"]
+    assert continuations == expected
+    assert all(tokenizer.decode(ids[:n]).endswith("Answer:") for ids, n in scorer.sequences)

