@@ -88,7 +88,8 @@ def test_cut_off_verdicts_are_excluded():
 
     with FakeOpenAI(responder=responder) as fake:
         result = _run(_judge(fake, cache="false"), judge_absolute, QUESTIONS[:2], REFERENCES[:2], ["a", "b"])
-    assert result["parsed"] == 0 and result["parse_failures"] == 2 and result["mean_score"] is None
+    assert result["parsed"] == 0 and result["truncated"] == 2 and result["mean_score"] is None
+    assert result["parse_failures"] == 0  # cut at max_tokens, not unparseable
 
 
 def test_judge_answers_are_cached_on_disk(tmp_path):
