@@ -323,7 +323,7 @@ def test_one_batch_holds_one_adapter():
         def __init__(self) -> None:
             self.batches: list[list[str]] = []
 
-        def run(self, jobs) -> None:
+        def run(self, jobs, join=None) -> None:
             self.batches.append([job.model for job in jobs])
 
     recorder = Recorder()
@@ -336,3 +336,44 @@ def test_one_batch_holds_one_adapter():
         time.sleep(0.01)
     batcher.stop()
     assert recorder.batches == [["a", "a", "a"], ["b", "b"], ["a"]]
+
+
+def test_a_job_that_joins_a_running_decode_gets_its_own_answer(tiny_model_dir, adapters):
+    """Continuous batching: rows merged mid-decode (shorter and longer prompts) answer as they would alone."""
+    from sectune.serve.engine import Delta, Engine, Finished, Job, Sampling
+
+    engine = Engine.load([f"base={tiny_model_dir}", f"b={adapters[1]}"])
+    prompts = {
+        "first": engine.text_ids("Firewalls filter network traffic according to rules."),
+        "short": engine.text_ids("A VPN"),
+        "long": engine.text_ids("Phishing emails trick users into revealing passwords. Backups let you restore"),
+    }
+
+    def job(name: str, events: list) -> Job:
+        return Job("b", prompts[name], Sampling(max_tokens=10, logprobs=0), emit=events.append)
+
+    def answer(events: list) -> tuple[list[int], list[float], str]:
+        tokens = [lp for e in events if isinstance(e, Delta) for lp in e.logprobs]
+        assert isinstance(events[-1], Finished)
+        return [t.token_id for t in tokens], [t.logprob for t in tokens], events[-1].finish_reason
+
+    alone = {}
+    for name in prompts:
+        events: list = []
+        engine.run([job(name, events)])
+        alone[name] = answer(events)
+    together = {name: [] for name in prompts}
+    steps = []
+
+    def join(running: int) -> list[Job]:
+        steps.append(running)
+        if len(steps) == 3:
+            return [job("short", together["short"]), job("long", together["long"])]
+        return []
+
+    engine.run([job("first", together["first"])], join=join)
+    assert max(steps) == 3  # the joined rows decoded beside the first
+    for name in prompts:
+        ids, logprobs, reason = answer(together[name])
+        assert ids == alone[name][0] and reason == alone[name][2]
+        assert logprobs == pytest.approx(alone[name][1], abs=1e-4)

@@ -12,6 +12,7 @@ same), so the server's greedy answer is the in-process one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -85,7 +86,16 @@ class Job:
     sampling: Sampling
     emit: Callable[[Event], None]
     cancelled: bool = False  # set by the HTTP side when the client went away
+    finished: bool = False
     prompt_logprobs: list[TokenLogprob] | None = field(default=None, repr=False)
+
+    def finish(self, event: Finished | Failed) -> None:
+        self.finished = True
+        self.emit(event)
+
+    def can_join(self) -> bool:
+        """Whether it can enter a running decode: it only decodes (no prompt scoring first)."""
+        return not self.cancelled and not self.sampling.echo and self.sampling.max_tokens > 0
 
 
 # ---------------------------------------------------------------- what is served
@@ -248,22 +258,33 @@ class Engine:
 
     # ------------------------------------------------------------ running jobs
 
-    def run(self, jobs: Sequence[Job]) -> None:
-        """Answer jobs that all ask for the same served model; every job ends with Finished or Failed."""
+    def run(self, jobs: Sequence[Job], join: Joiner | None = None) -> None:
+        """Answer jobs that all ask for the same served model; every job ends with Finished or Failed.
+
+        ``join(running)`` (from the batcher) hands over jobs for the same model that arrived meanwhile.
+        """
         live = [job for job in jobs if not job.cancelled]
+        involved = list(live)
+
+        def joining(running: int) -> list[Job]:
+            arrivals = join(running) if join is not None else []
+            involved.extend(arrivals)
+            return arrivals
+
         try:
             with self._selected(live[0].model if live else ""):
                 self._score_prompts([job for job in live if job.sampling.echo])
                 decoding = [job for job in live if job.sampling.max_tokens > 0]
                 if decoding:
-                    self._decode(decoding)
+                    self._decode(decoding, joining)
             for job in live:
                 if job.sampling.max_tokens == 0:
-                    job.emit(Finished("length", len(job.prompt_ids), 0, job.prompt_logprobs))
+                    job.finish(Finished("length", len(job.prompt_ids), 0, job.prompt_logprobs))
         except Exception as exc:  # one bad batch must not stop the server: its jobs fail, the next batch runs
             log.exception("batch failed")
-            for job in live:
-                job.emit(Failed(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            for job in involved:
+                if not job.finished:
+                    job.finish(Failed(f"{type(exc).__name__}: {exc}".splitlines()[0]))
 
     @contextmanager
     def _selected(self, name: str) -> Iterator[None]:
@@ -309,12 +330,46 @@ class Engine:
             top = [(self.token_text(int(i)), float(v)) for v, i in zip(values, ids, strict=True)]
         return TokenLogprob(token_id, self.token_text(token_id), float(logprobs[token_id]), top)
 
-    def _decode(self, jobs: Sequence[Job]) -> None:
-        """Decode all jobs together; a row leaves the batch (and the KV cache) when it finishes."""
+    def _decode(self, jobs: Sequence[Job], join: Joiner | None = None) -> None:
+        """Decode all jobs together; a row leaves the batch (and the KV cache) when it finishes.
+
+        ``join(running)`` hands over jobs that arrived since (same served model): they are prefilled and
+        merged into the running batch at the next step, so a request never waits for a whole batch to finish
+        (continuous batching).
+        """
+        import torch
+
+        with torch.inference_mode():
+            batch = self._prefill(list(jobs))
+            while batch is not None:
+                tokens = [row.choose(batch.logits[i]) for i, row in enumerate(batch.rows)]
+                keep = [i for i, row in enumerate(batch.rows) if not row.push(tokens[i], batch.logits[i])]
+                batch = batch.select(keep, [tokens[i] for i in keep])
+                arrivals = join(len(batch.rows) if batch else 0) if join is not None else []
+                if arrivals:
+                    batch = self._joined(batch, arrivals)
+                if batch is None:
+                    return
+                batch.logits = self._step(batch)
+
+    def _joined(self, batch: _Batch | None, arrivals: list[Job]) -> _Batch | None:
+        """The running batch with ``arrivals`` prefilled, their first token chosen, and merged in."""
+        new = self._prefill(arrivals)
+        assert new is not None
+        tokens = [row.choose(new.logits[i]) for i, row in enumerate(new.rows)]
+        keep = [i for i, row in enumerate(new.rows) if not row.push(tokens[i], new.logits[i])]
+        new = new.select(keep, [tokens[i] for i in keep])
+        if batch is None or new is None:
+            return batch or new
+        return batch.merged(new)
+
+    def _prefill(self, jobs: list[Job]) -> _Batch | None:
+        """Left-padded prompts through the model: a batch whose logits give each row's first token."""
         import torch
         from transformers import DynamicCache
 
-        rows = [_Row(job, self) for job in jobs]
+        if not jobs:
+            return None
         width = max(len(job.prompt_ids) for job in jobs)
         input_ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(jobs), width), dtype=torch.long)
@@ -322,28 +377,20 @@ class Engine:
             input_ids[i, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
             attention[i, width - len(job.prompt_ids) :] = 1
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        device = self.model.device
-        cache = DynamicCache()
-        with torch.inference_mode():
-            logits = self._forward(input_ids, attention, positions, cache, device)
-            active = rows
-            while True:
-                tokens = [row.choose(logits[i]) for i, row in enumerate(active)]
-                keep = [i for i, row in enumerate(active) if not row.push(tokens[i], logits[i])]
-                if not keep:
-                    return
-                if len(keep) < len(active):
-                    index = torch.tensor(keep, dtype=torch.long)
-                    cache.batch_select_indices(index.to(device))
-                    attention, positions = attention[index], positions[index]
-                    active = [active[i] for i in keep]
-                    tokens = [tokens[i] for i in keep]
-                attention = torch.cat([attention, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-                positions = positions[:, -1:] + 1
-                step = torch.tensor(tokens, dtype=torch.long)[:, None]
-                logits = self._forward(step, attention, positions, cache, device)
+        batch = _Batch([_Row(job, self) for job in jobs], DynamicCache(), attention, positions[:, -1:], [])
+        batch.logits = self._forward(input_ids, attention, positions, batch.cache)
+        return batch
 
-    def _forward(self, input_ids: Any, attention: Any, positions: Any, cache: Any, device: Any) -> Any:
+    def _step(self, batch: _Batch) -> Any:
+        import torch
+
+        batch.attention = torch.cat([batch.attention, torch.ones((len(batch.rows), 1), dtype=torch.long)], dim=1)
+        batch.positions = batch.positions + 1
+        step = torch.tensor(batch.next_tokens, dtype=torch.long)[:, None]
+        return self._forward(step, batch.attention, batch.positions, batch.cache)
+
+    def _forward(self, input_ids: Any, attention: Any, positions: Any, cache: Any) -> Any:
+        device = self.model.device
         out = self.model(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
@@ -353,6 +400,60 @@ class Engine:
             logits_to_keep=1,
         )
         return out.logits[:, -1, :].float().cpu()
+
+
+Joiner = Callable[[int], list[Job]]
+
+
+@dataclass
+class _Batch:
+    """Rows decoding together: their KV cache, attention mask (left padding), last positions, next tokens."""
+
+    rows: list[_Row]
+    cache: Any
+    attention: Any
+    positions: Any  # (rows, 1): the position of each row's last token
+    next_tokens: list[int]
+    logits: Any = None
+
+    def select(self, keep: list[int], tokens: list[int]) -> _Batch | None:
+        """Only the rows in ``keep`` (their next tokens given), or None when none is left."""
+        import torch
+
+        if not keep:
+            return None
+        if len(keep) < len(self.rows):
+            index = torch.tensor(keep, dtype=torch.long)
+            self.cache.batch_select_indices(index.to(_cache_device(self.cache)))
+            self.attention, self.positions = self.attention[index], self.positions[index]
+            self.rows = [self.rows[i] for i in keep]
+        self.next_tokens = tokens
+        return self
+
+    def merged(self, other: _Batch) -> _Batch:
+        """Both batches as one: the shorter cache is padded on the left (masked), then rows are stacked."""
+        import torch
+
+        width = max(self.attention.shape[1], other.attention.shape[1])
+        for batch in (self, other):
+            missing = width - batch.attention.shape[1]
+            if missing:
+                batch.attention = torch.nn.functional.pad(batch.attention, (missing, 0))
+                for layer in batch.cache.layers:
+                    layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, missing, 0))
+                    layer.values = torch.nn.functional.pad(layer.values, (0, 0, missing, 0))
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys], dim=0)
+            mine.values = torch.cat([mine.values, theirs.values], dim=0)
+        self.attention = torch.cat([self.attention, other.attention], dim=0)
+        self.positions = torch.cat([self.positions, other.positions], dim=0)
+        self.rows += other.rows
+        self.next_tokens = self.next_tokens + other.next_tokens
+        return self
+
+
+def _cache_device(cache: Any) -> Any:
+    return cache.layers[0].keys.device
 
 
 class _Row:
@@ -429,7 +530,7 @@ class _Row:
 
     def _finish(self, reason: str, text: str, *, counted: int) -> bool:
         self._send(text)
-        self.job.emit(Finished(reason, len(self.job.prompt_ids), counted, self.job.prompt_logprobs))
+        self.job.finish(Finished(reason, len(self.job.prompt_ids), counted, self.job.prompt_logprobs))
         return True
 
 
@@ -469,17 +570,20 @@ def _with_adapters(model: Any, adapters: Sequence[tuple[str, Path | None]]) -> A
 class Batcher:
     """A worker thread that takes jobs from a queue and runs those that arrive together as one batch.
 
-    The first job waits up to ``wait_ms`` for others (at most ``max_batch``); jobs for another served model
-    wait for the next batch, so one batch uses one adapter.
+    The first job waits up to ``wait_ms`` for others (at most ``max_batch``); jobs for the same served model
+    that arrive while a batch decodes join it between two steps. Jobs for another model wait for the next
+    batch, so one batch uses one adapter.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 16, wait_ms: float = 5.0) -> None:
         self.engine, self.max_batch, self.wait_s = engine, max_batch, wait_ms / 1000
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._held: list[Job] = []
+        self._stopping = False
         self._thread = threading.Thread(target=self._work, name="sectune-serve-batcher", daemon=True)
         self.batches = 0  # batches run (for tests and the benchmark)
-        self.largest = 0
+        self.largest = 0  # the most rows decoded at once
+        self.joined = 0  # jobs that entered a running batch
 
     def start(self) -> Batcher:
         self._thread.start()
@@ -500,13 +604,15 @@ class Batcher:
             if jobs:
                 self.batches += 1
                 self.largest = max(self.largest, len(jobs))
-                self.engine.run(jobs)
+                self.engine.run(jobs, join=functools.partial(self._arrivals, jobs[0].model))
 
     def _collect(self) -> list[Job] | None:
         """The next batch: held-over jobs first, then what arrives within the wait; None when stopping."""
         waiting = self._held
         self._held = []
         if not waiting:
+            if self._stopping:
+                return None
             first = self._queue.get()
             if first is None:
                 return None
@@ -519,11 +625,36 @@ class Batcher:
             except queue.Empty:
                 break
             if job is None:
-                self._queue.put(None)  # stop after this batch
+                self._stopping = True
                 break
             waiting.append(job)
         model = waiting[0].model
         batch = [job for job in waiting if job.model == model][: self.max_batch]
-        taken = {id(job) for job in batch}
-        self._held = [job for job in waiting if id(job) not in taken]
+        self._hold_rest(waiting, batch)
         return batch
+
+    def _arrivals(self, model: str, running: int) -> list[Job]:
+        """Jobs for ``model`` that can join a decode of ``running`` rows now (never waits)."""
+        free = self.max_batch - running
+        if free <= 0:
+            return []
+        waiting = self._held
+        self._held = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._stopping = True
+                break
+            waiting.append(job)
+        joining = [job for job in waiting if job.model == model and job.can_join()][:free]
+        self._hold_rest(waiting, joining)
+        self.joined += len(joining)
+        self.largest = max(self.largest, running + len(joining))
+        return joining
+
+    def _hold_rest(self, waiting: list[Job], taken: list[Job]) -> None:
+        ids = {id(job) for job in taken}
+        self._held = [job for job in waiting if id(job) not in ids]

@@ -181,12 +181,8 @@ def create_app(server: Server) -> Any:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         batcher = server.batcher
-        return {
-            "status": "ok",
-            "models": list(server.engine.served),
-            "batches": batcher.batches,
-            "largest_batch": batcher.largest,
-        }
+        counts = {"batches": batcher.batches, "largest_batch": batcher.largest, "joined": batcher.joined}
+        return {"status": "ok", "models": list(server.engine.served), **counts}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
