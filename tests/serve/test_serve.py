@@ -377,3 +377,17 @@ def test_a_job_that_joins_a_running_decode_gets_its_own_answer(tiny_model_dir, a
         ids, logprobs, reason = answer(together[name])
         assert ids == alone[name][0] and reason == alone[name][2]
         assert logprobs == pytest.approx(alone[name][1], abs=1e-4)
+
+
+def test_sectune_chat_streams_from_the_server(server, client, monkeypatch):
+    """`sectune chat http://...` against sectune serve: the answer arrives in pieces and equals the plain one."""
+    from sectune.config import load_config
+    from sectune.serve.chat import ChatSession
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    session = ChatSession(load_config(None, []), server, model="sec-b", max_new_tokens=12)
+    pieces: list[str] = []
+    answer = session.ask("What is a firewall?", on_token=pieces.append)
+    session.close()
+    assert len(pieces) > 1 and "".join(pieces) == answer
+    assert answer == greedy_chat(client, "sec-b").choices[0].message.content

@@ -54,6 +54,31 @@ class OpenAIProvider:
             raise classify_openai_error(exc, self._key) from None
         return completion_from_json(response)
 
+    async def stream(self, messages: Messages, on_text: Any, **params: Any) -> Completion:
+        """One chat completion streamed (SSE): ``on_text`` gets each piece as it comes; the whole at the end."""
+        request = _request_params(params)
+        request.pop("timeout", None)
+        pieces: list[str] = []
+        finish = "stop"
+        try:
+            chunks: Any = await self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                stream=True,
+                **request,
+            )
+            async for chunk in chunks:
+                if not chunk.choices:
+                    continue
+                piece = chunk.choices[0].delta.content or ""
+                if piece:
+                    pieces.append(piece)
+                    on_text(piece)
+                finish = chunk.choices[0].finish_reason or finish
+        except Exception as exc:
+            raise classify_openai_error(exc, self._key) from None
+        return Completion(text="".join(pieces), finish_reason=finish)
+
     async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """A plain JSON POST to the server (e.g. ``/completions``); errors become :class:`ProviderError`."""
         options = {"timeout": timeout} if timeout is not None else {}

@@ -322,7 +322,7 @@ class _Local:
 
 
 class _Endpoint:
-    """An OpenAI-compatible server: one request per answer (``on_token`` gets the whole text)."""
+    """An OpenAI-compatible server: one streamed request per answer (``on_token`` gets each piece)."""
 
     def __init__(self, url: str, model_name: str) -> None:
         self.url = url
@@ -347,7 +347,9 @@ class _Endpoint:
                 params: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": temperature}
                 if top_p is not None:
                     params["top_p"] = top_p
-                return (await provider.complete(messages, **params)).text
+                if on_token is None:
+                    return (await provider.complete(messages, **params)).text
+                return (await provider.stream(messages, on_token, **params)).text  # type: ignore[attr-defined]
             finally:
                 await provider.aclose()
 
@@ -357,8 +359,6 @@ class _Endpoint:
             raise UserError(
                 f"the endpoint did not answer ({exc})", file=self.url, fix="check the URL and --model"
             ) from None
-        if on_token is not None and text:
-            on_token(text)
         return text
 
     def close(self) -> None:

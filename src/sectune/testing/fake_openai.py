@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -90,7 +91,28 @@ class _Handler(BaseHTTPRequestHandler):
             fake._leave()
         if anthropic and status == 200:
             payload = to_anthropic_message(payload)
+        if body.get("stream") and status == 200 and not anthropic:
+            self._send_stream(payload)
+            return
         self._send(status, payload, headers)
+
+    def _send_stream(self, completion: dict[str, Any]) -> None:
+        """The completion as OpenAI's SSE chunks: one per word, then the finish reason and ``[DONE]``."""
+        choice = completion["choices"][0]
+        words = re.findall(r"\S+\s*|\s+", choice["message"]["content"] or "")
+        base = {"id": completion["id"], "object": "chat.completion.chunk", "model": completion["model"]}
+        deltas = [{"role": "assistant", "content": ""}] + [{"content": w} for w in words]
+        events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
+        data = "".join(f"data: {json.dumps(e)}\n\n" for e in events).encode() + b"data: [DONE]\n\n"
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
