@@ -242,6 +242,8 @@ def test_a_server_refusing_every_request_stops_the_run_with_a_fix(tmp_path):
             generate(cfg, tmp_path / "run")
     summary = read_json(tmp_path / "run" / "summary.json")
     assert summary["status"] == "stopped_bad_request" and summary["failed"]["bad_request"] >= 10
-    assert len(fake.requests) < 20  # stopped early, not 150 refused requests later
+    # stopped early, not 150 refused requests later: each slot asks with json_schema, then once in JSON mode
+    slots = [b for b in fake.requests if b.get("response_format", {}).get("type") == "json_schema"]
+    assert len(slots) < 20 and len(fake.requests) <= 2 * len(slots)
     assert "unsupported parameter" in summary["error_examples"]["bad_request"]
     assert (tmp_path / "run" / "INCOMPLETE").exists()

@@ -90,6 +90,9 @@ class GenerateConfig(StrictModel):
     # auto: JSON for remote providers; two_step for local (ask a question, then let the model answer it);
     # text: one request asking for "Question: … Answer: …" labelled text.
     output: Literal["auto", "json", "text", "two_step"] = "auto"
+    # How JSON answers are asked of an OpenAI-compatible server: json_schema sends the sample schema (strict
+    # structured output; JSON mode for the rest of the run after a server's 400), json_object is JSON mode.
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
     turns: int = Field(1, ge=1, le=8)  # user/assistant turns per sample: follow-ups build on the answer (JSON)
     topics: TopicsConfig = TopicsConfig()
     quality: QualityConfig = QualityConfig()

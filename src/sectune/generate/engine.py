@@ -254,7 +254,7 @@ class Engine:
         else:  # no seed per request in a batch: the variation keeps cache keys of equal prompts apart
             params["variation"] = k
         if self.mode == "json" and self.caller.provider.name == "openai":
-            params["response_format"] = response_format()
+            params["response_format"] = response_format(self.cfg.response_format, self.cfg.turns)
         return params
 
     async def _run_slot(self, t: int, k: int) -> SlotOutcome:

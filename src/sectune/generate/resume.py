@@ -59,6 +59,7 @@ def content_changes(earlier: dict[str, Any], cfg: ExperimentConfig) -> list[str]
     now = cfg.model_dump(mode="json")
     changed = [key for key in ("seed", "model") if earlier.get(key) != now.get(key)]
     before = without_unset_topics_fields(without_judge_endpoint(earlier.get("generate") or {}))
+    before.setdefault("response_format", now["generate"].get("response_format"))  # runs from before it existed
     after = without_unset_topics_fields(without_judge_endpoint(now["generate"]))
     changed += [f"generate.{k}" for k in after if k not in RESUMABLE_FIELDS and before.get(k) != after[k]]
     return changed

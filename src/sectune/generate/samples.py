@@ -1,7 +1,10 @@
 """Generation prompts and answer parsing: a pydantic sample schema for JSON answers, labelled text otherwise.
 
-Remote providers are asked for JSON matching :class:`SampleSchema`; a malformed answer is repaired when the JSON
-object can be recovered (code fences, prose around it, trailing commas) and rejected as ``malformed`` when not.
+Remote providers are asked for JSON matching :class:`SampleSchema` (an OpenAI-compatible server gets the schema
+itself as a strict ``json_schema`` response_format, see :func:`response_format`); a malformed answer is repaired
+when the JSON object can be recovered (code fences, prose around it, trailing commas) and rejected as
+``malformed`` when not. Prompts name the fields in an example, never the pydantic schema: a small model copied
+the schema's own keys, and the class docstrings (its "description" keys) leaked into the prompt (issue 24).
 The local 135M model cannot write JSON (ENVIRONMENT.md): it is asked for "Question: … Answer: …" text.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ValidationError, field_validator
 
@@ -48,13 +52,39 @@ class ConversationSchema(BaseModel):
     turns: list[SampleSchema]
 
 
-def response_format() -> dict:
-    """OpenAI JSON mode (widely supported by compatible servers, unlike strict json_schema)."""
-    return {"type": "json_object"}
+def response_format(kind: str = "json_object", turns: int = 1) -> dict[str, Any]:
+    """The response_format of a JSON sample request: ``json_schema`` sends the sample schema (strict; llama.cpp,
+    vLLM, Ollama and OpenAI constrain the answer to it), ``json_object`` is OpenAI JSON mode (any JSON object;
+    the provider falls back to it when a server refuses json_schema with a 400)."""
+    if kind != "json_schema":
+        return {"type": "json_object"}
+    name, model = ("conversation", ConversationSchema) if turns > 1 else ("sample", SampleSchema)
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": strict_schema(model), "strict": True}}
 
 
-SCHEMA_TEXT = json.dumps(SampleSchema.model_json_schema(), sort_keys=True)
-CONVERSATION_SCHEMA_TEXT = json.dumps(ConversationSchema.model_json_schema(), sort_keys=True)
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema as strict structured outputs want it: references inlined, every object closed
+    (``additionalProperties: false``), and no "title" or "description" (the class docstrings stay out)."""
+    schema = model.model_json_schema()
+    return _strict(schema, schema.get("$defs", {}))
+
+
+def _strict(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_strict(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _strict(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("title", "description", "$defs"):
+            continue
+        # "properties" maps field names (which may be "title") to schemas: keep the names, clean the schemas
+        out[key] = {f: _strict(v, defs) for f, v in value.items()} if key == "properties" else _strict(value, defs)
+    if out.get("type") == "object":
+        out["additionalProperties"] = False
+    return out
 
 
 def sample_prompt(
@@ -82,12 +112,15 @@ def sample_prompt(
             '{"turns": [{"question": "...", "answer": "..."}, ...]}'
         )
         system = (
-            "You write training data for an assistant. Your reply is JSON matching this schema: "
-            f"{CONVERSATION_SCHEMA_TEXT}"
+            'You write training data for an assistant. Your reply is one JSON object: "turns" is a list of '
+            'turns, each an object with two strings, "question" and "answer".'
         )
     elif json_output:
         lines.append('Reply with only a JSON object: {"question": "...", "answer": "..."}')
-        system = f"You write training data for an assistant. Your reply is JSON matching this schema: {SCHEMA_TEXT}"
+        system = (
+            "You write training data for an assistant. Your reply is one JSON object with two strings, "
+            '"question" and "answer".'
+        )
     else:
         lines.append("Reply in exactly this format:\nQuestion: <the question>\nAnswer: <the answer>")
         system = "You write questions and answers for training an assistant."

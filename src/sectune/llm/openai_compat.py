@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import json
+import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from sectune.llm.base import Completion, Messages, ProviderError
 from sectune.llm.keys import redact
+
+log = logging.getLogger(__name__)
+JSON_OBJECT = {"type": "json_object"}  # OpenAI JSON mode: what a server without structured outputs gets
+SLOT_PROBE_TIMEOUT_S = 3.0
 
 
 class OpenAIProvider:
@@ -35,18 +44,45 @@ class OpenAIProvider:
             http_client=aiohttp_client(openai, timeout),
         )
         self.base_url = str(self._client.base_url)
+        self.json_schema_refused = False  # the server answered 400 to a json_schema response_format
+        self._slots: int | None = None
+        self._slots_probed = False
 
     async def complete(self, messages: Messages, **params: Any) -> Completion:
-        """One chat completion; errors become :class:`ProviderError`."""
+        """One chat completion; errors become :class:`ProviderError`.
+
+        A ``json_schema`` response_format the server refuses with a 400 is asked again once in JSON mode
+        (``json_object``), and every later request of this provider goes out in JSON mode straight away.
+        """
         request = _request_params(params)
-        options = {"timeout": request.pop("timeout")} if "timeout" in request else {}
+        if self.json_schema_refused and is_json_schema(request.get("response_format")):
+            request["response_format"] = JSON_OBJECT
+        try:
+            return await self._chat(messages, request)
+        except ProviderError as exc:
+            if exc.status != 400 or not is_json_schema(request.get("response_format")):
+                raise
+        completion = await self._chat(messages, {**request, "response_format": JSON_OBJECT})
+        # Remembered only now: a 400 that JSON mode does not cure was about something else.
+        if not self.json_schema_refused:
+            self.json_schema_refused = True
+            log.warning(
+                "the server at %s refused response_format json_schema (400): asking in JSON mode (json_object)"
+                " for the rest of the run",
+                self.base_url,
+            )
+        return completion
+
+    async def _chat(self, messages: Messages, request: dict[str, Any]) -> Completion:
+        body = {key: value for key, value in request.items() if key != "timeout"}
+        options = {"timeout": request["timeout"]} if "timeout" in request else {}
         try:
             # The client's POST with a plain JSON body and a plain JSON answer: our messages are already plain
             # dicts, and skipping chat.completions.create's typed-param transform and response models saves
             # ~1 ms CPU per request (profiled), which bounds throughput at high concurrency on a small machine.
             response = await self._client.post(  # type: ignore[call-overload]
                 "/chat/completions",
-                body={"model": self.model, "messages": messages, **request},
+                body={"model": self.model, "messages": messages, **body},
                 cast_to=dict,
                 options=options,
             )
@@ -87,8 +123,62 @@ class OpenAIProvider:
         except Exception as exc:
             raise classify_openai_error(exc, self._key) from None
 
+    async def server_slots(self) -> int | None:
+        """How many requests a local server generates at once, where it says so (llama.cpp's ``/props``
+        ``total_slots``, else its ``/slots`` list); None for remote servers and servers that do not say.
+
+        Asked once per provider; remote servers are never asked (OpenAI has no such route).
+        """
+        if not self._slots_probed:
+            self._slots_probed = True
+            if is_local_url(self.base_url):
+                self._slots = await asyncio.to_thread(probe_slots, server_root(self.base_url), self._key)
+        return self._slots
+
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def is_json_schema(response_format: Any) -> bool:
+    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` points at this machine or the local network (a llama.cpp, Ollama or vLLM box)."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name: localhost, a local domain, or a bare name ("llama", a compose service)
+        return bool(host) and (host.endswith((".localhost", ".local", ".lan", ".internal")) or "." not in host)
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def server_root(base_url: str) -> str:
+    """The server's root: llama.cpp serves ``/props`` and ``/slots`` beside ``/v1``, not under it."""
+    root = base_url.rstrip("/")
+    return root.removesuffix("/v1")
+
+
+def probe_slots(root: str, key: str | None = None) -> int | None:
+    """Slots a llama.cpp server reports (``/props`` total_slots, else the length of ``/slots``), or None."""
+    props = _get_json(f"{root}/props", key)
+    if isinstance(props, dict) and isinstance(props.get("total_slots"), int) and props["total_slots"] > 0:
+        return int(props["total_slots"])
+    slots = _get_json(f"{root}/slots", key)
+    return len(slots) if isinstance(slots, list) and slots else None
+
+
+def _get_json(url: str, key: str | None) -> Any:
+    """A GET answered with JSON, or None on any failure (404, refused, not JSON): the probe is best effort."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # a local server: never via a proxy
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with opener.open(request, timeout=SLOT_PROBE_TIMEOUT_S) as answer:
+            return json.loads(answer.read())
+    except (OSError, ValueError):  # URLError and HTTPError are OSErrors; bad JSON a ValueError
+        return None
 
 
 def aiohttp_client(sdk: Any, timeout: float) -> Any:

@@ -3,21 +3,37 @@
 Generation, the LLM judge (every stage's) and endpoint evaluation all send their requests through
 :class:`Caller`. Retries (tenacity) cover rate limits, 5xx, timeouts and connection errors, with exponential
 backoff and jitter; a server's Retry-After is honoured. Every error seen is counted by kind, retried or not.
+
+Two guards for slow local servers (issue 24): before the first request, a local server that reports how many
+requests it generates at once (llama.cpp's slots) caps the requests in flight at that number; and when every
+request in flight times out, round after round with none answered, the caller stops with
+:class:`TimeoutStormError` (one line naming ``max_in_flight`` and ``timeout_s``) instead of retrying on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sectune.errors import UserError
 from sectune.llm.base import Completion, Messages, Provider, ProviderError
 from sectune.llm.cache import ResponseCache, cache_key
 
+log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_S = 120.0
+# A timeout storm: this many rounds of the in-flight requests (at least STORM_MIN requests) timed out in a row.
+STORM_ROUNDS = 2
+STORM_MIN = 4
 T = TypeVar("T")
+
+
+class TimeoutStormError(UserError):
+    """Every request timed out, round after round, none answered: the server cannot keep up with the settings
+    (a one-slot llama.cpp server sent 16 requests at once). The CLI prints one line and exits 2."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,11 @@ class Caller:
         self.limits = limits
         self.cache = cache
         self._semaphore = asyncio.Semaphore(limits.max_in_flight)
+        self.capacity = limits.max_in_flight  # requests in flight at most (lowered to a local server's slots)
+        self._slots_checked = False
+        self._slots_lock = asyncio.Lock()
+        self._timeouts_in_a_row = 0  # timeouts since the last answer, over all requests
+        self._storm: TimeoutStormError | None = None
         self._rpm = AsyncLimiter(limits.rpm, 60) if limits.rpm else None
         self._tpm = AsyncLimiter(limits.tpm, 60) if limits.tpm else None
         self.errors: Counter[str] = Counter()  # every error seen, by kind, including retried ones
@@ -96,15 +117,12 @@ class Caller:
         """
 
         async def send() -> dict[str, Any]:
+            await self._check_server_slots()
             async with self._semaphore:
                 if self._rpm is not None:
                     await self._rpm.acquire()
-                self.sent += 1
-                try:
-                    return await self.provider.post_json(path, body, timeout=self.limits.timeout_s)  # type: ignore[attr-defined]
-                except ProviderError as exc:
-                    self.errors[exc.kind] += 1
-                    raise
+                post = self.provider.post_json(path, body, timeout=self.limits.timeout_s)  # type: ignore[attr-defined]
+                return await self._over_the_wire(post)
 
         answer, _ = await self._retrying(send)
         return answer
@@ -136,20 +154,77 @@ class Caller:
         return float(backoff(retry_state))
 
     async def _send(self, messages: Messages, params: dict[str, Any], max_tokens: int) -> Completion:
+        await self._check_server_slots()
         async with self._semaphore:
             if self._rpm is not None:
                 await self._rpm.acquire()
             if self._tpm is not None:
                 estimate = estimate_tokens(messages) + max_tokens
                 await self._tpm.acquire(min(estimate, self.limits.tpm or estimate))
-            self.sent += 1
-            try:
-                return await self.provider.complete(
-                    messages, max_tokens=max_tokens, timeout=self.limits.timeout_s, **params
-                )
-            except ProviderError as exc:
-                self.errors[exc.kind] += 1
-                raise
+            request = self.provider.complete(messages, max_tokens=max_tokens, timeout=self.limits.timeout_s, **params)
+            return await self._over_the_wire(request)
+
+    async def _over_the_wire(self, request: Awaitable[T]) -> T:
+        """Send one request (counted, its error too), watching for a timeout storm."""
+        if self._storm is not None:  # stopped: nothing more goes out (close the coroutine never awaited)
+            getattr(request, "close", lambda: None)()
+            raise self._storm_error()
+        self.sent += 1
+        try:
+            answer = await request
+        except ProviderError as exc:
+            self.errors[exc.kind] += 1
+            if exc.kind == "timeout":
+                self._count_timeout()
+            raise
+        self._timeouts_in_a_row = 0
+        return answer
+
+    def _count_timeout(self) -> None:
+        self._timeouts_in_a_row += 1
+        if self._storm is None and self._timeouts_in_a_row >= max(STORM_MIN, STORM_ROUNDS * self.capacity):
+            self._storm = TimeoutStormError(
+                f"{self._timeouts_in_a_row} requests in a row timed out after {self.limits.timeout_s:g} s with"
+                f" up to {self.capacity} in flight, and none was answered: the server does not answer in time",
+                field="max_in_flight, timeout_s",
+                fix=self._storm_fix(),
+            )
+        if self._storm is not None:
+            raise self._storm_error()
+
+    def _storm_fix(self) -> str:
+        longer = "raise timeout_s to the time of a whole answer, or lower max_tokens"
+        if self.capacity < self.limits.max_in_flight or self.capacity == 1:  # in flight is as low as it goes
+            return f"{longer} (max_in_flight is already {self.capacity}, what the server runs at once)"
+        return (
+            "lower max_in_flight to the requests the server runs at once (llama.cpp --parallel, Ollama"
+            f" OLLAMA_NUM_PARALLEL), or {longer}"
+        )
+
+    def _storm_error(self) -> TimeoutStormError:
+        """A fresh copy for each request that meets the stop (one exception object raised in many tasks would
+        pile their tracebacks onto one another)."""
+        assert self._storm is not None
+        storm = self._storm
+        return TimeoutStormError(storm.message, field=storm.field, fix=storm.fix)
+
+    async def _check_server_slots(self) -> None:
+        """Once, before the first request: cap the requests in flight at the slots a local server reports."""
+        if self._slots_checked:
+            return
+        async with self._slots_lock:
+            if self._slots_checked:
+                return
+            probe = getattr(self.provider, "server_slots", None)
+            slots = await probe() if callable(probe) else None
+            if isinstance(slots, int) and 0 < slots < self.capacity:
+                log.warning(
+                    "the server reports %d slot%s: sending at most %d request%s at once (max_in_flight %d)",
+                    slots, "" if slots == 1 else "s", slots, "" if slots == 1 else "s", self.capacity,
+                )  # fmt: skip
+                self.capacity = slots
+                self._semaphore = asyncio.Semaphore(slots)  # no request holds the old one yet: all wait here
+            self._slots_checked = True
 
 
 def estimate_tokens(messages: Messages) -> int:

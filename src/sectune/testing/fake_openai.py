@@ -14,6 +14,11 @@ a 429 with ``Retry-After``, a 500, or a timeout (the server sleeps ``timeout_sle
 longer than the client's timeout). ``finish_reason`` forces the finish reason of every answer ("length",
 "content_filter"); a responder returning a dict can set it per request. A responder raising
 :class:`FakeHTTPError` answers with that status and message (a server echoing what it was sent, say).
+
+``slots=1, token_delay=0.05`` makes it behave like a one-slot llama.cpp server: one generation at a time (the
+other requests wait in its queue), each answer token costs ``token_delay`` seconds, a request whose client hung
+up (a client timeout) is cancelled, queued or mid-generation, and ``GET /props`` reports ``total_slots``
+(``/slots`` lists them). Without ``slots`` those routes answer 404, like OpenAI, vLLM or Ollama.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +36,7 @@ from typing import Any
 
 Responder = Callable[[dict[str, Any]], "str | dict[str, Any]"]
 FAULT_KINDS = ("429", "500", "timeout")
+SLOT_POLL_S = 0.01  # how often a queued or generating request looks whether its client is still there
 
 
 class FakeHTTPError(Exception):
@@ -48,6 +56,15 @@ def default_responder(body: dict[str, Any]) -> str:
     return f"echo: {last}"
 
 
+def _client_gone(conn: socket.socket) -> bool:
+    """Whether the client closed the connection: readable with nothing to read (no pipelining while waiting)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset, or already closed
+        return True
+
+
 def _count_tokens(text: str) -> int:
     """A crude whitespace token count: tests need stable numbers, not real tokenisation."""
     return max(1, len(str(text).split()))
@@ -62,8 +79,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
-            self._send(200, {"object": "list", "data": [{"id": self.server.fake.model, "object": "model"}]})
+        route, fake = self.path.rstrip("/"), self.server.fake
+        if route.endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": fake.model, "object": "model"}]})
+        elif fake.slots is not None and route.endswith("/props"):  # llama.cpp's server properties
+            self._send(200, {"total_slots": fake.slots, "model_path": fake.model, "default_generation_settings": {}})
+        elif fake.slots is not None and route.endswith("/slots"):
+            self._send(200, fake.slot_states())  # type: ignore[arg-type]
         else:
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -86,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         fake._enter()
         try:
-            status, payload, headers = fake._handle(body, {k.lower(): v for k, v in self.headers.items()})
+            headers_in = {k.lower(): v for k, v in self.headers.items()}
+            status, payload, headers = fake._handle(body, headers_in, gone=lambda: _client_gone(self.connection))
         finally:
             fake._leave()
         if anthropic and status == 200:
@@ -150,6 +173,8 @@ class FakeOpenAI:
         finish_reason: str | None = None,
         model: str = "fake-model",
         require_key: str | None = None,
+        slots: int | None = None,
+        token_delay: float = 0.0,
     ) -> None:
         self.responder = responder or default_responder
         self.latency = latency
@@ -161,6 +186,14 @@ class FakeOpenAI:
         self.finish_reason = finish_reason
         self.model = model
         self.require_key = require_key
+        self.slots = slots  # None: no slot limit, and no /props or /slots route
+        self.token_delay = token_delay  # seconds per answer token, spent holding a slot
+        self._slot_free = threading.BoundedSemaphore(slots) if slots is not None else None
+        self.generating = 0
+        self.max_generating = 0  # the most generations at the same time (at most ``slots``)
+        self.generations_started = 0
+        self.generations_finished = 0
+        self.generations_cancelled = 0  # the client hung up while queued or generating
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []  # request headers, names lower-cased
         self.faults_sent: dict[str, int] = {kind: 0 for kind in (*FAULT_KINDS, "400")}
@@ -210,7 +243,13 @@ class FakeOpenAI:
     def completed(self) -> int:
         """Requests answered with 200 (faults excluded)."""
         with self._lock:
-            return len(self.requests) - sum(self.faults_sent.values())
+            return len(self.requests) - sum(self.faults_sent.values()) - self.generations_cancelled
+
+    def slot_states(self) -> list[dict[str, Any]]:
+        """What ``GET /slots`` lists: one entry per slot, busy or idle."""
+        with self._lock:
+            busy = self.generating
+        return [{"id": i, "is_processing": i < busy} for i in range(self.slots or 0)]
 
     # --- request handling ------------------------------------------------------------------------------
     def _enter(self) -> None:
@@ -231,7 +270,9 @@ class FakeOpenAI:
             return None
         return rng.choice(self.faults)
 
-    def _handle(self, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _handle(
+        self, body: dict[str, Any], headers: dict[str, str], gone: Callable[[], bool] = lambda: False
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             index = len(self.requests)
             self.requests.append(body)
@@ -253,7 +294,41 @@ class FakeOpenAI:
             return exc.status, {"error": {"message": exc.message, "type": exc.error_type}}, {}
         except Exception as exc:  # a responder bug should surface as a 500, not a hung client
             return 500, {"error": {"message": f"responder failed: {exc}", "type": "server_error"}}, {}
+        if (self._slot_free is not None or self.token_delay) and not self._generate(body, result, gone):
+            return 499, {"error": {"message": "client closed the request", "type": "cancelled"}}, {}
         return 200, self._completion(body, result), {}
+
+    def _generate(self, body: dict[str, Any], result: str | dict[str, Any], gone: Callable[[], bool]) -> bool:
+        """Wait for a free slot, then spend ``token_delay`` per answer token; False: the client hung up first."""
+        while self._slot_free is not None and not self._slot_free.acquire(timeout=SLOT_POLL_S):
+            if gone():  # a queued request whose client gave up never starts (llama.cpp cancels it too)
+                return self._cancelled()
+        if gone():  # its client left while it waited: the slot goes to the next one
+            if self._slot_free is not None:
+                self._slot_free.release()
+            return self._cancelled()
+        with self._lock:
+            self.generations_started += 1
+            self.generating += 1
+            self.max_generating = max(self.max_generating, self.generating)
+        try:
+            for _ in range(_answer_tokens(body, result)):
+                if gone():
+                    return self._cancelled()
+                time.sleep(self.token_delay)
+            with self._lock:
+                self.generations_finished += 1
+            return True
+        finally:
+            with self._lock:
+                self.generating -= 1
+            if self._slot_free is not None:
+                self._slot_free.release()
+
+    def _cancelled(self) -> bool:
+        with self._lock:
+            self.generations_cancelled += 1
+        return False
 
     def _fault_response(self, fault: str) -> tuple[int, dict[str, Any], dict[str, str]]:
         if fault == "429":
@@ -290,6 +365,16 @@ class FakeOpenAI:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def _answer_tokens(body: dict[str, Any], result: str | dict[str, Any]) -> int:
+    """Tokens a server would generate for ``result``: its whitespace tokens, at most the request's max_tokens."""
+    if isinstance(result, dict):
+        choices = result.get("choices") or [{}]
+        result = str((choices[0].get("message") or {}).get("content") or "")
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    tokens = _count_tokens(result)
+    return min(tokens, int(limit)) if limit else tokens
 
 
 ANTHROPIC_STOP = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal"}
