@@ -250,3 +250,18 @@ def test_the_cli_exports_with_an_eval_folder(lora_run, eval_dir, tmp_path):
     again = _cli("export", str(lora_run), "--out", str(out))
     assert again.returncode == 2 and "--overwrite" in again.stderr
     assert _cli("export", str(lora_run), "--out", str(out), "--overwrite").returncode == 0
+
+
+def test_every_registry_model_names_its_licence_and_the_card_carries_it():
+    import yaml
+
+    from sectune.models.load import ResolvedModel
+    from sectune.registry.models import REGISTRY
+    from sectune.serve.export import ChatFormat, model_card
+
+    assert all(spec.license for spec in REGISTRY.values())
+    spec = REGISTRY["llama-3.1-8b-instruct"]
+    summary = {"base_model": spec.key, "method": "lora", "rows": {"train": 3}, "data_fingerprint": "abc"}
+    card = model_card(summary, {}, ResolvedModel("x", spec, spec.key), ChatFormat("llama3", ["<|eot_id|>"]), None)
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["license"] == "llama3.1" and front["base_model"] == spec.hub_id

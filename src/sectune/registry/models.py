@@ -52,6 +52,7 @@ class ModelSpec(BaseModel):
     system_role: bool = True  # False: the family has no system turn (folded into the first user turn)
     embedded: bool = False  # True: built offline from a PyPI package (see registry.embedded)
     gated: bool = False  # the hub requires accepting a licence
+    license: str = ""  # the model's licence, as the Hub names it (apache-2.0, llama3.1, gemma...): for model cards
     note: str = ""
 
     @property
@@ -81,6 +82,7 @@ LLAMA3_8B = _arch(8.03, 4096, 32, 14336, 128256, 32, 8)
 _MODELS = [
     ModelSpec(
         key="smollm2-135m",
+        license="apache-2.0",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         family="smollm2",
         lora_targets=ATTENTION,
@@ -90,6 +92,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="mistral-7b",
+        license="apache-2.0",
         hub_id="mistralai/Mistral-7B-v0.1",
         family="mistral",
         lora_targets=ATTENTION,
@@ -99,6 +102,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="mistral-7b-instruct-v0.3",
+        license="apache-2.0",
         hub_id="mistralai/Mistral-7B-Instruct-v0.3",
         family="mistral-v3",
         lora_targets=ATTENTION,
@@ -107,6 +111,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="llama-3-8b-instruct",
+        license="llama3",
         hub_id="meta-llama/Meta-Llama-3-8B-Instruct",
         family="llama3",
         lora_targets=ATTENTION,
@@ -115,6 +120,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="llama-3.1-8b-instruct",
+        license="llama3.1",
         hub_id="meta-llama/Meta-Llama-3.1-8B-Instruct",
         family="llama3.1",
         lora_targets=ATTENTION,
@@ -123,6 +129,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="llama-3.2-1b-instruct",
+        license="llama3.2",
         hub_id="meta-llama/Llama-3.2-1B-Instruct",
         family="llama3.1",
         lora_targets=ATTENTION,
@@ -131,6 +138,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="gemma-2b",
+        license="gemma",
         hub_id="google/gemma-2b",
         family="gemma",
         lora_targets=ATTENTION,
@@ -140,6 +148,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="gemma-2-2b-it",
+        license="gemma",
         hub_id="google/gemma-2-2b-it",
         family="gemma",
         lora_targets=ATTENTION,
@@ -149,6 +158,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="phi-3-mini-4k-instruct",
+        license="mit",
         hub_id="microsoft/Phi-3-mini-4k-instruct",
         family="phi3",
         lora_targets=["qkv_proj", "o_proj"],
@@ -156,6 +166,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="zephyr-7b-beta",
+        license="mit",
         hub_id="HuggingFaceH4/zephyr-7b-beta",
         family="zephyr",
         lora_targets=ATTENTION,
@@ -163,6 +174,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="qwen2.5-0.5b-instruct",
+        license="apache-2.0",
         hub_id="Qwen/Qwen2.5-0.5B-Instruct",
         family="qwen2.5",
         lora_targets=ATTENTION,
@@ -170,6 +182,7 @@ _MODELS = [
     ),
     ModelSpec(
         key="qwen2.5-1.5b-instruct",
+        license="apache-2.0",
         hub_id="Qwen/Qwen2.5-1.5B-Instruct",
         family="qwen2.5",
         lora_targets=ATTENTION,
