@@ -14,6 +14,8 @@ EXTRAS = {
     "anthropic": ["anthropic"],
     "litellm": ["litellm"],
     "ui": ["streamlit"],
+    "serve": ["fastapi", "uvicorn"],
+    "gguf": ["sentencepiece"],
 }
 
 

@@ -265,3 +265,24 @@ def test_every_registry_model_names_its_licence_and_the_card_carries_it():
     card = model_card(summary, {}, ResolvedModel("x", spec, spec.key), ChatFormat("llama3", ["<|eot_id|>"]), None)
     front = yaml.safe_load(card.split("---")[1])
     assert front["license"] == "llama3.1" and front["base_model"] == spec.hub_id
+
+
+def test_push_to_hub_dry_run_lists_the_export_and_a_missing_token_fails_before_it(lora_run, tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    dry = subprocess.run(
+        [sys.executable, "-m", "sectune", "export", str(lora_run), "--out", str(tmp_path / "dry"),
+         "--push-to-hub", "me/sec-model", "--dry-run"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert "would upload" in dry.stdout and "me/sec-model" in dry.stdout
+    assert "README.md" in dry.stdout and "model.safetensors" in dry.stdout and "Modelfile" in dry.stdout
+    real = subprocess.run(
+        [sys.executable, "-m", "sectune", "export", str(lora_run), "--out", str(tmp_path / "real"),
+         "--push-to-hub", "me/sec-model"],
+        capture_output=True, text=True, timeout=300, env={**env, "HF_HUB_OFFLINE": "0"}, cwd=tmp_path,
+    )  # fmt: skip
+    assert real.returncode == 2 and "HF_TOKEN" in real.stderr and len(real.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "real").exists()  # refused before the merge

@@ -80,7 +80,7 @@ def serve_command(
             help="The base model (registry key, HF folder or train run) and/or adapters (train runs, PEFT adapter "
             "folders) on it, each as TARGET or NAME=TARGET; clients pick one by its name in `model`.",
             show_default=False,
-            metavar="TARGET...",
+            metavar="TARGET",
         ),
     ],
     host: Annotated[str | None, typer.Option("--host", help="Address to bind (default serve.host: 127.0.0.1).")] = None,
@@ -122,11 +122,61 @@ def export_command(
             "--eval", help="A sectune eval folder: its metrics (with intervals) go into the model card.", metavar="DIR"
         ),
     ] = None,
+    gguf: Annotated[
+        str | None,
+        typer.Option(
+            "--gguf",
+            help="Also write OUT/gguf/<name>-<type>.gguf with llama.cpp's convert_hf_to_gguf.py, per type of a "
+            "comma-separated list of f16, bf16, q8_0 (e.g. f16,q8_0); the Modelfile then loads the q8_0 (else f16).",
+            metavar="TYPES",
+        ),
+    ] = None,
+    llama_cpp: Annotated[
+        Path | None,
+        typer.Option(
+            "--llama-cpp",
+            help="A llama.cpp checkout whose converter --gguf runs (default: $SECTUNE_LLAMA_CPP, else the one "
+            "vendored in the llama-cpp-python sdist, fetched once with pip into the sectune cache).",
+            metavar="DIR",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
+    push_to_hub: Annotated[
+        str | None,
+        typer.Option(
+            "--push-to-hub",
+            help="Then upload OUT to this Hub model repo (created private), with the token from $HF_TOKEN.",
+            metavar="OWNER/NAME",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --push-to-hub: list what would be uploaded, send nothing.")
+    ] = False,
 ) -> None:
-    """Merge a train run into a standalone HF folder (safetensors) with a model card and an Ollama Modelfile."""
+    """Merge a train run into a standalone HF folder (safetensors), a model card, a Modelfile and --gguf files."""
     from sectune.cli.common import console
-    from sectune.serve.export import export
+    from sectune.runs import read_json
+    from sectune.serve.export import EXPORT_FILE, export
+    from sectune.serve.hub import check_push
 
-    folder = export(run, out, eval_dir=eval_dir, overwrite=overwrite)
-    console().print(f"wrote {folder} (merged model, README.md, Modelfile)", highlight=False)
+    if push_to_hub is not None:
+        check_push(push_to_hub, dry_run=dry_run)  # a missing token fails now, not after the merge
+    folder = export(run, out, eval_dir=eval_dir, overwrite=overwrite, gguf=gguf, llama_cpp=llama_cpp)
+    ggufs = read_json(folder / EXPORT_FILE).get("gguf") or {}
+    written = ", ".join(["merged model", "README.md", "Modelfile", *ggufs.values()])
+    console().print(f"wrote {folder} ({written})", highlight=False)
+    if push_to_hub is not None:
+        _push(folder, push_to_hub, dry_run=dry_run)
+
+
+def _push(folder: Path, repo: str, *, dry_run: bool) -> None:
+    from sectune.cli.common import console
+    from sectune.serve.hub import push_to_hub
+
+    upload = push_to_hub(folder, repo, dry_run=dry_run)
+    verb = "would upload" if dry_run else "uploaded"
+    console().print(f"{verb} {len(upload.files)} files ({upload.total_bytes / 1e6:.1f} MB) to {repo}", highlight=False)
+    for path, size in upload.files:
+        console().print(f"  {path}  {size:,} bytes", highlight=False)
+    if upload.url:
+        console().print(upload.url, highlight=False)

@@ -1,22 +1,25 @@
-"""Ship a finished train run: one merged HF folder (safetensors), a model card and an Ollama Modelfile.
+"""Ship a finished train run: one merged HF folder (safetensors), a model card, an Ollama Modelfile, GGUF files.
 
     OUT/
       config.json  model*.safetensors  generation_config.json   the merged model (adapter runs: fp32)
       tokenizer*  chat_template.jinja                            the run's own chat template
+      gguf/<name>-f16.gguf ...                                    with --gguf: llama.cpp's convert_hf_to_gguf.py
       README.md                                                   model card (YAML front matter)
-      Modelfile                                                   Ollama: FROM ./ , TEMPLATE, PARAMETER stop
+      Modelfile                                                   Ollama: FROM ./ (or the GGUF), TEMPLATE, stop
       sectune-export.json                                         where it came from, versions
 
 Adapter runs (lora, qlora, qlora-8bit) load the base model unquantized in fp32, apply the adapter with peft and
 ``merge_and_unload()``: a QLoRA adapter is merged into the de-quantized base (the card says so). Full runs are
-loaded and saved again the same way. OUT is published through ``sectune.runs.atomic_output_dir``: nothing
-partial is left on failure. GGUF conversion and pushing to the hub are not part of this step.
+loaded and saved again the same way. GGUF files are converted from the saved merged folder by llama.cpp's own
+converter (``sectune.serve.gguf``). OUT is published through ``sectune.runs.atomic_output_dir``: nothing
+partial is left on failure. Pushing to the hub is not part of this step.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from sectune.models.load import (
     resolve_model,
 )
 from sectune.runs import INCOMPLETE_MARKER, atomic_output_dir, is_finished, read_json, versions, write_json
+from sectune.serve.gguf import find_converter, gguf_types, modelfile_gguf, write_ggufs
 
 CARD_FILE = "README.md"
 MODELFILE = "Modelfile"
@@ -59,12 +63,20 @@ def export(
     *,
     eval_dir: str | Path | None = None,
     overwrite: bool = False,
+    gguf: str | Sequence[str] | None = None,
+    llama_cpp: str | Path | None = None,
 ) -> Path:
-    """Merge a finished train run into a standalone model folder ``out`` with a model card and a Modelfile."""
+    """Merge a finished train run into a standalone model folder ``out`` with a model card and a Modelfile.
+
+    ``gguf`` ("f16,q8_0" or a list; f16, bf16, q8_0) also writes ``out/gguf/<name>-<type>.gguf`` with llama.cpp's
+    converter: that of the checkout ``llama_cpp`` (or SECTUNE_LLAMA_CPP), else llama-cpp-python's, cached.
+    """
     run = Path(run)
+    types = gguf_types(gguf)  # a bad type is refused before anything is loaded or written
     summary = _check_run(run)
     evaluation = _read_eval(Path(eval_dir)) if eval_dir is not None else None
     config = _read_config(run)
+    converter = find_converter(llama_cpp) if types else None  # fetched before the (long) merge
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         model, tokenizer, base = _merged_model(run, summary)
         chat = chat_format(base, tokenizer.chat_template or "", tokenizer.eos_token)
@@ -74,10 +86,15 @@ def export(
             model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp, **_safe_kwargs(model))
         tokenizer.save_pretrained(tmp)
+        for stray in tmp.glob("*.bin"):  # safetensors only (nothing should write one; make sure)
+            stray.unlink()
+        # converted before the card is written: the converter reads a README.md it finds as metadata
+        ggufs = write_ggufs(converter, tmp, types, name=Path(out).name) if converter is not None else {}
         (tmp / CARD_FILE).write_text(
-            model_card(summary, config, base, chat, evaluation, eval_dir=eval_dir), encoding="utf-8"
+            model_card(summary, config, base, chat, evaluation, eval_dir=eval_dir, gguf_files=ggufs),
+            encoding="utf-8",
         )
-        (tmp / MODELFILE).write_text(modelfile(chat), encoding="utf-8")
+        (tmp / MODELFILE).write_text(modelfile(chat, gguf=modelfile_gguf(ggufs)), encoding="utf-8")
         write_json(
             tmp / EXPORT_FILE,
             {
@@ -87,12 +104,12 @@ def export(
                 "family": chat.family,
                 "eos_token_id": end_ids,
                 "merged_dtype": "float32" if summary.get("method") != "full" else str(model.dtype),
+                "gguf": ggufs,
+                "gguf_converter": converter.source if converter is not None else None,
                 "eval": str(Path(eval_dir).resolve()) if eval_dir is not None else None,
                 "versions": versions(),
             },
         )
-        for stray in tmp.glob("*.bin"):  # safetensors only (nothing should write one; make sure)
-            stray.unlink()
     return Path(out)
 
 
@@ -244,9 +261,11 @@ _DEFAULT_SYSTEM = {"smollm2": "You are a helpful AI assistant named SmolLM, trai
 _CHECKED = {"chatml": _CHATML, "smollm2": _CHATML, "qwen2.5": _CHATML, "llama3": _LLAMA3, "llama3.1": _LLAMA3}
 
 
-def modelfile(chat: ChatFormat) -> str:
-    """An Ollama Modelfile for the exported folder: FROM ./ , the chat TEMPLATE, a stop line per end token."""
-    lines = ["# Ollama Modelfile written by `sectune export`: ollama create NAME -f Modelfile", "FROM ./", ""]
+def modelfile(chat: ChatFormat, *, gguf: str | None = None) -> str:
+    """An Ollama Modelfile for the exported folder: FROM ./ (or ./``gguf``), the chat TEMPLATE, a stop line per
+    end token. Ollama converts a safetensors folder itself; a GGUF it uses as it is."""
+    source = f"./{gguf}" if gguf else "./"
+    lines = ["# Ollama Modelfile written by `sectune export`: ollama create NAME -f Modelfile", f"FROM {source}", ""]
     template = _CHECKED.get(chat.family)
     if template is None:
         family = "mistral" if chat.family.startswith("mistral") else chat.family
@@ -273,6 +292,7 @@ def model_card(
     evaluation: dict[str, Any] | None,
     *,
     eval_dir: str | Path | None = None,
+    gguf_files: dict[str, str] | None = None,
 ) -> str:
     """README.md: YAML front matter, then training, data, evaluation, intended use and limitations."""
     method = str(summary.get("method"))
@@ -281,7 +301,8 @@ def model_card(
     license_name = getattr(base.spec, "license", None) if base.spec is not None else None
     if license_name:
         front["license"] = license_name
-    front |= {"library_name": "transformers", "tags": ["sectune", method]}
+    gguf_files = gguf_files or {}
+    front |= {"library_name": "transformers", "tags": ["sectune", method, *(["gguf"] if gguf_files else [])]}
     train: dict[str, Any] = config["train"] if isinstance(config.get("train"), dict) else {}
     lora: dict[str, Any] = train["lora"] if isinstance(train.get("lora"), dict) else {}
     parts = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
@@ -303,10 +324,21 @@ def model_card(
         "- safetensors weights, tokenizer and `chat_template.jinja` (the template of training,"
         f" chat family `{chat.family}`)",
         "- `generation_config.json`: generation stops at " + ", ".join(f"`{t}`" for t in chat.end_tokens),
-        "- `Modelfile`: `ollama create NAME -f Modelfile` in this folder (no GGUF is written by this step)",
+        *_gguf_lines(gguf_files),
         "",
     ]
     return "\n".join(parts)
+
+
+def _gguf_lines(files: dict[str, str]) -> list[str]:
+    """The card's lines for the GGUF files (written by llama.cpp's converter) and what the Modelfile loads."""
+    if not files:
+        return ["- `Modelfile`: `ollama create NAME -f Modelfile` in this folder (no GGUF was written)"]
+    listed = ", ".join(f"`{path}` ({kind})" for kind, path in files.items())
+    return [
+        f"- GGUF for llama.cpp and Ollama, written by llama.cpp's `convert_hf_to_gguf.py`: {listed}",
+        f"- `Modelfile`: `ollama create NAME -f Modelfile` in this folder (FROM `./{modelfile_gguf(files)}`)",
+    ]
 
 
 def _training_section(summary: dict[str, Any], train: dict[str, Any], lora: dict[str, Any], method: str) -> list[str]:

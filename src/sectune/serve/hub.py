@@ -41,12 +41,19 @@ def planned_files(folder: str | Path) -> list[tuple[str, int]]:
     return files
 
 
+def check_push(repo: str, *, dry_run: bool = False) -> None:
+    """Fail before any work when the push would fail: a bad repo id, or (really pushing) no token or offline."""
+    if not REPO_ID.match(repo):
+        raise UserError(f"'{repo}' is not a Hub repo id", field="--push-to-hub", fix="write it as OWNER/NAME")
+    if not dry_run:
+        _token()
+
+
 def push_to_hub(
     folder: str | Path, repo: str, *, private: bool = True, dry_run: bool = False, api: Any = None
 ) -> Upload:
     """Upload ``folder`` to model repo ``repo`` (created private when it does not exist)."""
-    if not REPO_ID.match(repo):
-        raise UserError(f"'{repo}' is not a Hub repo id", field="--push-to-hub", fix="write it as OWNER/NAME")
+    check_push(repo, dry_run=True)
     files = planned_files(folder)
     if dry_run:
         return Upload(repo, files)
