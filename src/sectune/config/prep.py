@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from sectune.config.base import StrictModel
 
 InputFormat = Literal["auto", "messages", "sharegpt", "alpaca", "prompt_completion", "qa"]
 LengthPolicy = Literal["drop", "error", "truncate-prompt"]
+Decontaminate = Literal["off", "report", "drop"]
 
 
 class PrepConfig(StrictModel):
@@ -38,10 +39,18 @@ class PrepConfig(StrictModel):
     validation_size: float = Field(0.1, ge=0, lt=1)
     test_size: float = Field(0.1, ge=0, lt=1)
     stratify_by: str | None = Field(None, min_length=1)  # a meta field, e.g. domain_type
+    # train rows against eval.benchmarks and the test split (13-gram overlap, MinHash near duplicates; see
+    # data/contamination.py): report writes contamination.json, drop also removes the contaminating train rows
+    decontaminate: Decontaminate = "report"
     # -- render
     max_length: int = Field(1024, gt=0)  # tokens, including the chat template's own
     length_policy: LengthPolicy = "drop"  # never cuts an answer: truncate-prompt shortens the question only
     export_prompt_completion: bool = True  # also write prompt_completion/<split>.jsonl (rendered text)
+
+    @field_validator("decontaminate", mode="before")
+    @classmethod
+    def _yaml_off_is_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
 
     @model_validator(mode="after")
     def _splits_leave_rows_to_train(self) -> PrepConfig:

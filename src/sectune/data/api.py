@@ -24,6 +24,7 @@ PREP_STEPS = (
     "validating {rows} rows",
     "dedup and leakage-free split of {rows} rows",
     "rendering and measuring token lengths",
+    "contamination check of {rows} train rows",
     "training-data checks on {rows} train rows",
     "writing the dataset folder",
 )
@@ -43,12 +44,13 @@ def prepare(
     text), chat_template.jinja, config.yaml, summary.json and versions.json, all or nothing.
     ``tokenizer`` (a folder or a tokenizer object) replaces the model's own, e.g. offline.
     """
+    from sectune.data.contamination import CONTAMINATION_FILE
     from sectune.data.io import read_input
     from sectune.data.render import load_prep_tokenizer
     from sectune.data.rows import to_canonical
     from sectune.data.split import normalise_rows, split_rows
     from sectune.data.validate import validate_rows
-    from sectune.runs import atomic_output_dir, fingerprint_files, user_path, write_run_metadata
+    from sectune.runs import atomic_output_dir, fingerprint_files, user_path, write_json, write_run_metadata
 
     started = time.perf_counter()
     prep = cfg.prep
@@ -72,6 +74,8 @@ def prepare(
         tok = load_prep_tokenizer(model, tokenizer)
         rendered, length_report = _apply_length_policy(tok, splits, prep, path)
         progress.update(4, note=PREP_STEPS[4].format(rows=len(rendered["train"])))
+        contamination = _decontaminate(cfg, rendered, path)
+        progress.update(5, note=PREP_STEPS[5].format(rows=len(rendered["train"])))
         checks = _train_split_checks(tok, rendered["train"], prep, model)
         counts = {name: len(rows) for name, rows in rendered.items()}
         summary = {
@@ -86,16 +90,22 @@ def prepare(
             "dedup": split_report,
             "tokens": length_report,
             "checks": checks,
+            "contamination": contamination and contamination["summary"],
             "seconds": round(time.perf_counter() - started, 2),
         }
-        progress.update(5, note=PREP_STEPS[5])
+        progress.update(6, note=PREP_STEPS[6])
         _write_splits(folder, rendered, tok, prep.export_prompt_completion)
         (folder / "chat_template.jinja").write_text(tok.chat_template, encoding="utf-8")
+        if contamination:
+            write_json(folder / CONTAMINATION_FILE, contamination["details"])
         write_run_metadata(folder, cfg, summary)
-        progress.update(6, note="")
+        progress.update(7, note="")
     warning = small_dataset_warning(path, prep, split_report, counts)
     if warning:
         log.warning(warning)
+    message = contamination_message(path, contamination)
+    if message:
+        log.log(*message)
     return Path(out)
 
 
@@ -122,6 +132,68 @@ def small_dataset_warning(path: Path, prep: Any, dedup: dict[str, Any], counts: 
         return None
     split = ", ".join(f"{name} {counts[name]}" for name in SPLIT_FILES)
     return f"{path}: small dataset: {'; '.join(problems)}; wrote {split} rows (fix: add rows, {' or '.join(fixes)})"
+
+
+def _decontaminate(cfg: ExperimentConfig, splits: dict[str, list], path: Path) -> dict[str, Any] | None:
+    """The contamination check (``prep.decontaminate``): every train row against the benchmarks of
+    ``eval.benchmarks`` and the test split; ``drop`` removes the contaminating train rows from ``splits``.
+
+    {"summary": counts for summary.json, "details": contamination.json}; None when the check is off.
+    Runs after the length policy, so it sees exactly the rows that are written.
+    """
+    from sectune.data.contamination import HELD_OUT, check, held_out_item, read_benchmark
+
+    mode = cfg.prep.decontaminate
+    if mode == "off":
+        return None
+    sets, items = {}, []
+    for ref in cfg.eval.benchmarks:  # whole benchmarks: eval.max_questions may change after prep
+        name, file, questions = read_benchmark(ref)
+        sets[name] = {"kind": "benchmark", "file": str(file), "items": len(questions)}
+        items += questions
+    test = splits["test"]
+    sets[HELD_OUT] = {"kind": "held_out", "file": None, "items": len(test)}
+    items += [held_out_item(i, row.where, row.messages) for i, row in enumerate(test)]
+    train = splits["train"]
+    result = check(
+        sets,
+        items,
+        ((row.where, row.messages) for row in train),
+        threshold=cfg.prep.near_dup_threshold,
+        num_perm=cfg.prep.minhash_perm,
+    )
+    dropped = set(result.contaminating_rows()) if mode == "drop" else set()
+    if dropped and len(dropped) == len(train):
+        raise UserError(
+            f"every one of the {len(train)} train rows contains benchmark or test text ({result.line()})",
+            file=path,
+            field="prep.decontaminate",
+            fix="check the input against eval.benchmarks, or set prep.decontaminate=report to keep the rows",
+        )
+    splits["train"] = [row for i, row in enumerate(train) if i not in dropped]
+    extra = {"mode": mode, "dropped_train_rows": len(dropped), "line": result.line()}
+    return {"summary": {**result.summary(), **extra}, "details": {**result.details(), **extra}}
+
+
+def contamination_message(path: Path, contamination: dict[str, Any] | None) -> tuple[int, str] | None:
+    """(log level, one line) when some train row contains benchmark or test text; None when none does.
+
+    A contaminated benchmark is a warning (its accuracies would be inflated); overlap with the test split
+    only is logged at info level: short Q&A sets often repeat a 13-word answer sentence across questions,
+    and summary.json and contamination.json hold it either way.
+    """
+    from sectune.data.contamination import CONTAMINATION_FILE
+
+    if not contamination or not contamination["summary"]["contaminating_train_rows"]:
+        return None
+    summary = contamination["summary"]
+    if summary["mode"] == "drop":
+        done = f"dropped the {summary['dropped_train_rows']} rows"
+    else:
+        done = "kept them (prep.decontaminate=drop removes them)"
+    line = f"{path}: contamination: {summary['line']}; {done}; the rows are listed in {CONTAMINATION_FILE}"
+    benchmarks = [s for s in summary["sets"].values() if s["kind"] == "benchmark" and s["contaminated"]]
+    return (logging.WARNING if benchmarks else logging.INFO), line
 
 
 def _apply_length_policy(tok: Any, splits: dict, prep: Any, path: Path) -> tuple[dict[str, list], dict[str, Any]]:

@@ -3,6 +3,12 @@
 Honest comparisons: beside every MCQ accuracy the trivial baselines on the same questions, and for each
 trained variant the paired difference against the base model on the same questions, with its interval
 and a verdict ("within noise" unless the interval excludes 0).
+
+Contamination: the study's training data (the dataset's train.jsonl) is checked against the questions each
+benchmark was scored on and the test split (``sectune.data.contamination``). Every MCQ accuracy is shown on
+all questions and on the clean ones (no training row contains them), and a difference is called real only
+when the clean questions show it too: one that holds only on contaminated questions gets the verdict
+"only on contaminated questions".
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sectune.evaluate.stats import paired_difference
+from sectune.evaluate.stats import mean_with_interval, paired_difference
 from sectune.runs import atomic_output_dir, read_json, write_json
 
 if TYPE_CHECKING:
@@ -44,6 +50,7 @@ PAIRWISE_FIELDS = [
     "first_position_rate",
     "parse_failures",
 ]
+ONLY_CONTAMINATED = "only on contaminated questions"  # the verdict of a difference the clean questions do not show
 
 
 def fmt(value: Any) -> str:
@@ -80,17 +87,118 @@ def fmt_interval(entry: dict[str, Any] | None) -> str:
 
 def build_report(cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path) -> dict[str, Any]:
     """Every number of the study in one JSON-able dict."""
-    variants = [_variant_entry(cfg, cell) for cell in cells]
+    contamination, clean = study_contamination(cfg, cells, dataset)
+    samples, seed = cfg.eval.bootstrap_samples, cfg.seed
+    variants = [_variant_entry(cfg, cell, clean) for cell in cells]
     report = {
         "name": cfg.name,
         "seed": cfg.seed,
         "dataset": str(dataset),
         "price_per_hour": cfg.study.price_per_hour,
+        "contamination": contamination,
         "variants": variants,
         "baselines": _baselines(cells),
-        "comparisons": _comparisons(cells, samples=cfg.eval.bootstrap_samples, seed=cfg.seed),
+        "baselines_clean": _clean_baselines(clean, samples=samples, seed=seed),
+        "comparisons": _comparisons(cells, clean, samples=samples, seed=seed),
     }
     return round_floats(report)
+
+
+# ---------------------------------------------------------------- contamination and the clean questions
+
+
+def study_contamination(
+    cfg: ExperimentConfig, cells: list[StudyCell], dataset: Path
+) -> tuple[dict[str, Any], dict[str, tuple[list[Any], list[int]]]]:
+    """The dataset's train split against the questions each benchmark was scored on and the test split.
+
+    (report entry, benchmark → (its questions, the indices of the clean ones)); a benchmark that cannot be
+    checked (no train split, its file gone) has no clean subset and is named in the entry's ``unchecked``.
+    """
+    from sectune.data.contamination import HELD_OUT, benchmark_item, check, held_out_item
+
+    results = _first_results(cells)
+    if not (dataset / "train.jsonl").is_file():
+        why = f"no train.jsonl in {dataset}"
+        return {"checked": False, "line": f"not checked ({why})", "unchecked": dict.fromkeys(results, why)}, {}
+    sets: dict[str, dict[str, Any]] = {}
+    items, questions, unchecked = [], {}, {}
+    for bench, result in results.items():
+        loaded = _scored_questions(result)
+        if isinstance(loaded, str):
+            unchecked[bench] = loaded
+            continue
+        questions[bench] = loaded
+        sets[bench] = {"kind": "benchmark", "file": result["file"], "items": len(loaded)}
+        items += [benchmark_item(bench, i, q.id, q.question, list(q.options.values())) for i, q in enumerate(loaded)]
+    test = _rows(dataset / "test.jsonl")
+    sets[HELD_OUT] = {"kind": "held_out", "file": str(dataset / "test.jsonl"), "items": len(test)}
+    items += [held_out_item(i, f"test.jsonl line {i + 1}", row["messages"]) for i, row in enumerate(test)]
+    train = ((f"train.jsonl line {i + 1}", row["messages"]) for i, row in enumerate(_rows(dataset / "train.jsonl")))
+    found = check(sets, items, train, threshold=cfg.prep.near_dup_threshold, num_perm=cfg.prep.minhash_perm)
+    line = found.line() + "".join(f"; {bench} not checked ({why})" for bench, why in unchecked.items())
+    entry = {"checked": True, "line": line, "unchecked": unchecked, **found.summary(indices=True)}
+    clean = {}
+    for bench, loaded in questions.items():
+        dirty = set(found.contaminated(bench))
+        clean[bench] = (loaded, [i for i in range(len(loaded)) if i not in dirty])
+    return entry, clean
+
+
+def _first_results(cells: list[StudyCell]) -> dict[str, Any]:
+    """Per benchmark, the first cell's MCQ result (every cell scored the same questions)."""
+    found: dict[str, Any] = {}
+    for cell in cells:
+        for bench, result in (cell.eval.get("mcq") or {}).items():
+            found.setdefault(bench, result)
+    return found
+
+
+def _scored_questions(result: dict[str, Any]) -> list[Any] | str:
+    """The questions an MCQ result was scored on (eval takes the first ``questions`` of the file), or why not."""
+    from sectune.errors import UserError
+    from sectune.evaluate.mcq import load_benchmark
+
+    if not result.get("file") or not result.get("questions"):
+        return "the eval result names no benchmark file"
+    try:
+        questions = load_benchmark(result["file"], limit=result["questions"]).questions
+    except UserError as err:  # the file moved since the evaluation: report without the check, say so
+        return str(err)
+    if len(questions) != result["questions"]:
+        return f"{result['file']} has {len(questions)} questions, the evaluation scored {result['questions']}"
+    return questions
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    from sectune.data.jsonl import read_jsonl
+
+    return read_jsonl(path) if path.is_file() else []
+
+
+def _clean_accuracy(correct: list[int], clean: list[int], *, samples: int, seed: int) -> dict[str, Any]:
+    return mean_with_interval([correct[i] for i in clean], samples=samples, seed=seed)
+
+
+def _clean_baselines(clean: dict[str, tuple[list[Any], list[int]]], *, samples: int, seed: int) -> dict[str, Any]:
+    from sectune.evaluate.mcq import baselines
+
+    found = {}
+    for bench, (questions, indices) in clean.items():
+        chosen = [questions[i] for i in indices]
+        entries = baselines(chosen, samples=samples, seed=seed) if chosen else {}
+        found[bench] = {name: _value_entry(entry) for name, entry in entries.items()}
+    return found
+
+
+def _verdict(diff: dict[str, Any], clean: dict[str, Any] | None, checked: bool) -> tuple[bool, str]:
+    """(significant, verdict): a difference on all questions counts only when the clean questions show it
+    too (same verdict); with no clean question at all it cannot be told from contamination."""
+    if not diff["significant"] or not checked:
+        return bool(diff["significant"]), str(diff["verdict"])
+    if clean is None or clean["verdict"] != diff["verdict"]:
+        return False, ONLY_CONTAMINATED
+    return True, str(diff["verdict"])
 
 
 def round_floats(value: Any) -> Any:
@@ -104,7 +212,9 @@ def round_floats(value: Any) -> Any:
     return value
 
 
-def _variant_entry(cfg: ExperimentConfig, cell: StudyCell) -> dict[str, Any]:
+def _variant_entry(
+    cfg: ExperimentConfig, cell: StudyCell, clean: dict[str, tuple[list[Any], list[int]]]
+) -> dict[str, Any]:
     train = cell.train or {}
     runtime = train.get("train_runtime_s")
     training = {field: train.get(field) for field in TRAIN_FIELDS} if cell.train else None
@@ -122,6 +232,15 @@ def _variant_entry(cfg: ExperimentConfig, cell: StudyCell) -> dict[str, Any]:
         bench: {method: data["accuracy"] for method, data in result["methods"].items()}
         for bench, result in (cell.eval.get("mcq") or {}).items()
     }
+    samples, seed = cfg.eval.bootstrap_samples, cfg.seed
+    mcq_clean = {
+        bench: {
+            method: _clean_accuracy(data["correct"], clean[bench][1], samples=samples, seed=seed)
+            for method, data in result["methods"].items()
+        }
+        for bench, result in (cell.eval.get("mcq") or {}).items()
+        if bench in clean
+    }
     pick_rates = {
         bench: {method: data["pick_rate"] for method, data in result["methods"].items()}
         for bench, result in (cell.eval.get("mcq") or {}).items()
@@ -133,6 +252,7 @@ def _variant_entry(cfg: ExperimentConfig, cell: StudyCell) -> dict[str, Any]:
         "training": training,
         "quality": quality,
         "mcq": mcq,
+        "mcq_clean": mcq_clean,
         "pick_rates": pick_rates,
         "log_history": train.get("log_history") or [],
         "judge_pairwise": _pairwise_entry(cell.judge_pairwise),
@@ -159,8 +279,11 @@ def _baselines(cells: list[StudyCell]) -> dict[str, Any]:
     return found
 
 
-def _comparisons(cells: list[StudyCell], *, samples: int, seed: int) -> list[dict[str, Any]]:
-    """Each trained variant against the same model's base, per benchmark and method, on the same questions."""
+def _comparisons(
+    cells: list[StudyCell], clean: dict[str, tuple[list[Any], list[int]]], *, samples: int, seed: int
+) -> list[dict[str, Any]]:
+    """Each trained variant against the same model's base, per benchmark and method, on the same questions;
+    and again on the clean questions, which decide whether a difference is called real."""
     bases = {c.model: c for c in cells if c.variant == "base"}
     rows = []
     for cell in cells:
@@ -174,9 +297,14 @@ def _comparisons(cells: list[StudyCell], *, samples: int, seed: int) -> list[dic
             for method, data in result["methods"].items():
                 if method not in base_result["methods"]:
                     continue
-                diff = paired_difference(
-                    data["correct"], base_result["methods"][method]["correct"], samples=samples, seed=seed
-                )
+                ours, theirs = data["correct"], base_result["methods"][method]["correct"]
+                diff = paired_difference(ours, theirs, samples=samples, seed=seed)
+                indices = clean[bench][1] if bench in clean else []
+                on_clean = None
+                if indices:
+                    picked = [ours[i] for i in indices], [theirs[i] for i in indices]
+                    on_clean = paired_difference(*picked, samples=samples, seed=seed)
+                diff["significant"], diff["verdict"] = _verdict(diff, on_clean, bench in clean)
                 rows.append(
                     {
                         "model": cell.model,
@@ -186,6 +314,7 @@ def _comparisons(cells: list[StudyCell], *, samples: int, seed: int) -> list[dic
                         "benchmark": bench,
                         "method": method,
                         **diff,
+                        "clean": on_clean,
                     }
                 )
     return rows
@@ -200,6 +329,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Study report: {report['name']}",
         "",
         f"Dataset: `{report['dataset']}` · seed {report['seed']} · price {fmt(report['price_per_hour'])} USD/h",
+        "",
+        contamination_line(report),
         "",
     ]
     for title, header, rows in _tables(report):
@@ -219,6 +350,7 @@ def render_html(report: dict[str, Any]) -> str:
         "<style>table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px}</style></head><body>",
         f"<h1>Study report: {html.escape(report['name'])}</h1>",
         f"<p>Dataset: {html.escape(report['dataset'])} · seed {report['seed']}</p>",
+        f"<p>{html.escape(contamination_line(report))}</p>",
     ]
     for title, header, rows in _tables(report):
         parts.append(f"<h2>{html.escape(title)}</h2><table><tr>")
@@ -230,6 +362,18 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append("<h2>Plots</h2><img src='loss_curves.png' alt='loss curves'>")
     parts.append("<img src='quality_vs_memory.png' alt='quality vs memory'></body></html>")
     return "\n".join(parts)
+
+
+def contamination_line(report: dict[str, Any]) -> str:
+    """The report's contamination line: what the check found, and what the clean columns mean."""
+    entry = report.get("contamination") or {"line": "not checked"}
+    text = f"Contamination (training rows vs each set, 13-gram overlap or MinHash near duplicate): {entry['line']}."
+    if entry.get("checked"):
+        text += (
+            " MCQ accuracy on clean questions leaves the contaminated ones out; a difference shown only on"
+            f" contaminated questions is not called real (verdict: {ONLY_CONTAMINATED})."
+        )
+    return text
 
 
 def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -265,6 +409,8 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         ]
         rows += [[f"baseline: {name}", *[fmt_interval(entry)] * len(methods)] for name, entry in baselines.items()]
         tables.append((f"MCQ accuracy: {bench}", ["variant", *methods], rows))
+        if bench in report.get("baselines_clean", {}):
+            tables.append(_clean_table(report, bench, methods))
         letters = sorted({k for v in report["variants"] for m in v["pick_rates"].get(bench, {}).values() for k in m})
         picks = [
             [v["label"], method, *[fmt(rates.get(letter)) for letter in letters]]
@@ -278,6 +424,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         tables.append(("LLM judge: each variant vs its base model (both orders)", ["variant", *PAIRWISE_FIELDS], rows))
     if report["comparisons"]:
         header = ["benchmark", "method", "variant", "vs", "difference [95 % CI]", "McNemar p", "verdict"]
+        header.append("on clean questions [95 % CI]")
         rows = [
             [
                 c["benchmark"],
@@ -287,11 +434,28 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                 fmt_interval({"value": c["difference"], "ci_low": c["ci_low"], "ci_high": c["ci_high"]}),
                 fmt(c["mcnemar_p"]),
                 c["verdict"],
+                _clean_difference(c, report),
             ]
             for c in report["comparisons"]
         ]
         tables.append(("Paired differences on the same questions", header, rows))
     return tables
+
+
+def _clean_table(report: dict[str, Any], bench: str, methods: list[str]) -> tuple[str, list[str], list[list[str]]]:
+    """The MCQ accuracy table again, on the questions no training row contains."""
+    variants = report["variants"]
+    rows = [[v["label"], *[fmt_interval(v["mcq_clean"].get(bench, {}).get(m)) for m in methods]] for v in variants]
+    baselines = report["baselines_clean"][bench]
+    rows += [[f"baseline: {name}", *[fmt_interval(entry)] * len(methods)] for name, entry in baselines.items()]
+    return f"MCQ accuracy on clean questions: {bench}", ["variant", *methods], rows
+
+
+def _clean_difference(comparison: dict[str, Any], report: dict[str, Any]) -> str:
+    clean = comparison.get("clean")
+    if clean:
+        return fmt_interval({"value": clean["difference"], "ci_low": clean["ci_low"], "ci_high": clean["ci_high"]})
+    return "no clean question" if comparison["benchmark"] in report.get("baselines_clean", {}) else "not checked"
 
 
 def plot_loss_curves(report: dict[str, Any], path: Path) -> None:
