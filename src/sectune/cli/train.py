@@ -40,7 +40,10 @@ def train_command(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load(config, sets)
     run = train(cfg, dataset, out, resume=resume, overwrite=overwrite)
-    _print_summary(run)
+    from sectune.train.distributed import rank
+
+    if rank() == 0:  # rank 0 writes and publishes the run folder; the other ranks have nothing to report
+        _print_summary(run)
 
 
 def _print_summary(run: Path) -> None:

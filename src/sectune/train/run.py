@@ -73,8 +73,18 @@ def open_session(
     cfg: ExperimentConfig, dataset: str | Path, out: str | Path, *, resume: bool, overwrite: bool
 ) -> Session:
     """Check the output folder and prepare the partial folder (fresh, or the one to resume)."""
+    from sectune.train.distributed import is_main_process, wait_for_everyone
+
     out, dataset = Path(out), Path(dataset)
     work = partial_dir(out)
+    # one process checks and clears the folders, the others wait: no rank may see another's fresh OUT.partial
+    if is_main_process():
+        _prepare_output(cfg, out, work, resume=resume, overwrite=overwrite)
+    wait_for_everyone()
+    return Session(cfg, dataset, out, work, cfg.train.model or cfg.model)
+
+
+def _prepare_output(cfg: ExperimentConfig, out: Path, work: Path, *, resume: bool, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise UserError(
             "output folder already exists" + (" (a finished run)" if is_finished(out) else ""),
@@ -91,13 +101,16 @@ def open_session(
         shutil.rmtree(work)
     if resume and work.exists():
         _check_same_config(work, cfg)
-    return Session(cfg, dataset, out, work, cfg.train.model or cfg.model)
 
 
 def start_work_dir(session: Session) -> None:
     """Create (or reuse, on resume) OUT.partial/ with the resolved config, once the input passed its checks."""
-    session.work.mkdir(parents=True, exist_ok=True)
-    write_config(session.work, session.cfg)
+    from sectune.train.distributed import is_main_process, wait_for_everyone
+
+    if is_main_process():  # the other processes of a launch write only their RNG state into checkpoints
+        session.work.mkdir(parents=True, exist_ok=True)
+        write_config(session.work, session.cfg)
+    wait_for_everyone()
 
 
 TRAINING_KEYS = ("model", "seed", "train")  # what shapes the weights; other sections may change between attempts
@@ -527,6 +540,8 @@ def _train_and_publish(cfg: ExperimentConfig, session: Session, progress: Tracke
         gradient_checkpointing_reason=checkpointing_reason,
         batch_size=args.per_device_train_batch_size,
         grad_accum=args.gradient_accumulation_steps,
+        world_size=args.world_size,
+        effective_batch_size=args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps,
         lora_targets=built.target_modules,
         trainable_params=built.trainable_params,
         total_params=built.total_params,

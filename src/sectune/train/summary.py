@@ -19,6 +19,8 @@ class TrainSummary:
     gradient_checkpointing_reason: str
     batch_size: int
     grad_accum: int
+    world_size: int  # training processes (accelerate launch --num_processes × machines); 1 without a launcher
+    effective_batch_size: int  # rows per optimizer step: batch_size × world_size × grad_accum
     lora_targets: Any  # list of module names, "all-linear", or None (full fine-tuning)
     trainable_params: int
     total_params: int
