@@ -69,35 +69,36 @@ def load_target(target: str | Path, *, dtype: Any = None) -> tuple[Any, Any]:
 
 def load_target_tokenizer(target: str | Path) -> Any:
     """The tokenizer a local target would load (a train run's own chat template), without its weights."""
-    from sectune.models.load import RUN_SUMMARY, RUN_TEMPLATE, is_train_run, load_tokenizer
+    from sectune.models.load import RUN_MODEL, is_train_run, load_tokenizer, run_base_model, run_template
 
     path = Path(str(target)).expanduser()
     if is_train_run(path):
-        template_file = path / RUN_TEMPLATE
-        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
-        if (path / "model").is_dir():
-            return load_tokenizer(path / "model", template=template)
-        base = json.loads((path / RUN_SUMMARY).read_text(encoding="utf-8")).get("base_model")
-        return load_tokenizer(base, template=template)
+        if (path / RUN_MODEL).is_dir():
+            return load_tokenizer(path / RUN_MODEL, template=run_template(path))
+        return load_tokenizer(run_base_model(path), template=run_template(path))
     if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        return load_tokenizer(config["base_model_name_or_path"])
+        return load_tokenizer(adapter_base(path))
     return load_tokenizer(target)
+
+
+def adapter_base(path: str | Path) -> str:
+    """The base model a PEFT adapter folder names (``base_model_name_or_path``)."""
+    config_file = Path(path) / "adapter_config.json"
+    base = json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise UserError(
+            "adapter has no base model",
+            file=config_file,
+            field="base_model_name_or_path",
+            fix="set it to the base model's registry key or folder",
+        )
+    return str(base)
 
 
 def _load_adapter_folder(path: Path, *, dtype: Any) -> tuple[Any, Any]:
     from sectune.models.load import load_with_adapter
 
-    config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise UserError(
-            "adapter has no base model",
-            file=path / "adapter_config.json",
-            field="base_model_name_or_path",
-            fix="set it to the base model's registry key or folder",
-        )
-    return load_with_adapter(base, path, dtype=dtype)
+    return load_with_adapter(adapter_base(path), path, dtype=dtype)
 
 
 def adapter_logit_change(model: Any, tokenizer: Any) -> float | None:

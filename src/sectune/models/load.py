@@ -221,25 +221,34 @@ def load_for_inference(target: str | Path, *, dtype: Any = None, trust_remote_co
     return model, load_tokenizer(target, trust_remote_code=trust_remote_code)
 
 
+def run_template(run: str | Path) -> str | None:
+    """The chat template stored with a train run (the one it trained with), or None."""
+    template_file = Path(run) / RUN_TEMPLATE
+    return template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+
+
+def run_base_model(run: str | Path) -> str:
+    """The base model a train run's adapter goes on, from its summary."""
+    base = json.loads((Path(run) / RUN_SUMMARY).read_text(encoding="utf-8")).get("base_model")
+    if not base:
+        raise UserError(
+            "train run has no base_model",
+            file=Path(run) / RUN_SUMMARY,
+            field="base_model",
+            fix="re-run sectune train",
+        )
+    return str(base)
+
+
 def _load_run(run: Path, *, dtype: Any, trust_remote_code: bool):
-    summary = json.loads((run / RUN_SUMMARY).read_text())
-    template_file = run / RUN_TEMPLATE
-    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+    template = run_template(run)
     if (run / RUN_MODEL).is_dir():
         model = load_model(run / RUN_MODEL, dtype=dtype, trust_remote_code=trust_remote_code)
         tokenizer = load_tokenizer(run / RUN_MODEL, template=template)
         model.eval()
         return model, tokenizer
-    base = summary.get("base_model")
-    if not base:
-        raise UserError(
-            "train run has no base_model",
-            file=run / RUN_SUMMARY,
-            field="base_model",
-            fix="re-run sectune train",
-        )
     return load_with_adapter(
-        base, run / RUN_ADAPTER, dtype=dtype, trust_remote_code=trust_remote_code, template=template
+        run_base_model(run), run / RUN_ADAPTER, dtype=dtype, trust_remote_code=trust_remote_code, template=template
     )
 
 

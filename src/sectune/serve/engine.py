@@ -13,7 +13,6 @@ same), so the server's greedy answer is the in-process one.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import queue
 import threading
@@ -123,8 +122,8 @@ class _Target:
 
 def parse_target(text: str) -> _Target:
     """``[NAME=]TARGET``: a registry key or HF folder (the base), a train run, or a PEFT adapter folder."""
-    from sectune.evaluate.targets import check_target, is_endpoint
-    from sectune.models.load import RUN_ADAPTER, RUN_MODEL, RUN_SUMMARY, RUN_TEMPLATE, is_train_run
+    from sectune.evaluate.targets import adapter_base, check_target, is_endpoint
+    from sectune.models.load import RUN_ADAPTER, RUN_MODEL, is_train_run, run_base_model, run_template
 
     name, sep, ref = text.partition("=")
     if not sep or "/" in name or not name:
@@ -134,15 +133,11 @@ def parse_target(text: str) -> _Target:
     check_target(ref)
     path = Path(ref).expanduser()
     if is_train_run(path):
-        template_file = path / RUN_TEMPLATE
-        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
         if (path / RUN_MODEL).is_dir():
-            return _Target(name or None, None, None, template, ref, full_run=path)
-        summary = json.loads((path / RUN_SUMMARY).read_text(encoding="utf-8"))
-        return _Target(name or None, summary.get("base_model"), path / RUN_ADAPTER, template, ref)
+            return _Target(name or None, None, None, run_template(path), ref, full_run=path)
+        return _Target(name or None, run_base_model(path), path / RUN_ADAPTER, run_template(path), ref)
     if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        return _Target(name or None, config.get("base_model_name_or_path"), path, None, ref)
+        return _Target(name or None, adapter_base(path), path, None, ref)
     return _Target(name or None, None, None, None, ref)
 
 
@@ -159,9 +154,6 @@ def plan_targets(texts: Sequence[str]) -> tuple[_Target, list[_Target]]:
             field="target",
             fix="start one server per base model; pass the others' adapters or train runs",
         )
-    for adapter in adapters:
-        if not adapter.base:
-            raise UserError("adapter has no base model", file=adapter.source, field="base_model_name_or_path")
     base = bases[0] if bases else _Target(None, None, None, None, str(adapters[0].base))
     if base.full_run is not None and adapters:
         raise UserError(
@@ -342,9 +334,7 @@ class Engine:
         with torch.inference_mode():
             batch = self._prefill(list(jobs))
             while batch is not None:
-                tokens = [row.choose(batch.logits[i]) for i, row in enumerate(batch.rows)]
-                keep = [i for i, row in enumerate(batch.rows) if not row.push(tokens[i], batch.logits[i])]
-                batch = batch.select(keep, [tokens[i] for i in keep])
+                batch = batch.advance()
                 arrivals = join(len(batch.rows) if batch else 0) if join is not None else []
                 if arrivals:
                     batch = self._joined(batch, arrivals)
@@ -354,11 +344,9 @@ class Engine:
 
     def _joined(self, batch: _Batch | None, arrivals: list[Job]) -> _Batch | None:
         """The running batch with ``arrivals`` prefilled, their first token chosen, and merged in."""
-        new = self._prefill(arrivals)
-        assert new is not None
-        tokens = [row.choose(new.logits[i]) for i, row in enumerate(new.rows)]
-        keep = [i for i, row in enumerate(new.rows) if not row.push(tokens[i], new.logits[i])]
-        new = new.select(keep, [tokens[i] for i in keep])
+        prefilled = self._prefill(arrivals)
+        assert prefilled is not None
+        new = prefilled.advance()
         if batch is None or new is None:
             return batch or new
         return batch.merged(new)
@@ -415,6 +403,12 @@ class _Batch:
     positions: Any  # (rows, 1): the position of each row's last token
     next_tokens: list[int]
     logits: Any = None
+
+    def advance(self) -> _Batch | None:
+        """Each row takes its next token from ``logits``; the rows that did not finish, or None."""
+        tokens = [row.choose(self.logits[i]) for i, row in enumerate(self.rows)]
+        keep = [i for i, row in enumerate(self.rows) if not row.push(tokens[i], self.logits[i])]
+        return self.select(keep, [tokens[i] for i in keep])
 
     def select(self, keep: list[int], tokens: list[int]) -> _Batch | None:
         """Only the rows in ``keep`` (their next tokens given), or None when none is left."""
@@ -617,17 +611,7 @@ class Batcher:
             if first is None:
                 return None
             waiting = [first]
-        deadline = time.monotonic() + self.wait_s
-        while len(waiting) < self.max_batch * 4:
-            remaining = deadline - time.monotonic()
-            try:
-                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self._stopping = True
-                break
-            waiting.append(job)
+        self._take(waiting, until=time.monotonic() + self.wait_s, limit=self.max_batch * 4)
         model = waiting[0].model
         batch = [job for job in waiting if job.model == model][: self.max_batch]
         self._hold_rest(waiting, batch)
@@ -640,20 +624,28 @@ class Batcher:
             return []
         waiting = self._held
         self._held = []
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self._stopping = True
-                break
-            waiting.append(job)
+        self._take(waiting)
         joining = [job for job in waiting if job.model == model and job.can_join()][:free]
         self._hold_rest(waiting, joining)
         self.joined += len(joining)
         self.largest = max(self.largest, running + len(joining))
         return joining
+
+    def _take(self, waiting: list[Job], *, until: float | None = None, limit: int | None = None) -> None:
+        """Move queued jobs to ``waiting``: those queued now and, with ``until``, those arriving before it.
+
+        The stop marker ends the taking and is remembered, so the worker stops once the held jobs are done.
+        """
+        while limit is None or len(waiting) < limit:
+            remaining = until - time.monotonic() if until is not None else 0.0
+            try:
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is None:
+                self._stopping = True
+                return
+            waiting.append(job)
 
     def _hold_rest(self, waiting: list[Job], taken: list[Job]) -> None:
         ids = {id(job) for job in taken}

@@ -32,12 +32,12 @@ from sectune.models.load import (
     RUN_ADAPTER,
     RUN_MODEL,
     RUN_SUMMARY,
-    RUN_TEMPLATE,
     ResolvedModel,
     is_train_run,
     load_model,
     load_tokenizer,
     resolve_model,
+    run_template,
 )
 from sectune.runs import INCOMPLETE_MARKER, atomic_output_dir, is_finished, read_json, versions, write_json
 from sectune.serve.gguf import find_converter, gguf_types, modelfile_gguf, write_ggufs
@@ -165,8 +165,7 @@ def _merged_model(run: Path, summary: dict[str, Any]) -> tuple[Any, Any, Resolve
     """(model, tokenizer, resolved base): adapter runs merged into the fp32 base, full runs as saved."""
     import torch
 
-    template_file = run / RUN_TEMPLATE
-    template = template_file.read_text(encoding="utf-8") if template_file.is_file() else None
+    template = run_template(run)
     base = resolve_model(summary["base_model"])
     if (run / RUN_MODEL).is_dir():
         model = load_model(run / RUN_MODEL)
