@@ -41,6 +41,8 @@ EXCERPT_CHARS = 80
 HELD_OUT = "test"  # the name of the held-out set in every report
 CONTAMINATION_FILE = "contamination.json"
 # the same names and files as sectune.evaluate.mcq.PACKAGED (a test keeps them equal)
+# The packaged benchmarks (src/sectune/resources/benchmarks), by the name eval.benchmarks uses: eval's loaders
+# (evaluate.mcq, a floor up) read the same list.
 PACKAGED = {
     "cyber-mini": "cyber-mini.json",
     "seceval-sample": "seceval-sample.json",

@@ -27,16 +27,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from sectune.data.contamination import BENCHMARK_DIR, PACKAGED, benchmark_name  # one list of packaged sets
 from sectune.errors import UserError
 from sectune.evaluate.metrics import continuation_logprobs, next_token_logprobs
 from sectune.evaluate.stats import mean_with_interval
 
-PACKAGED = {
-    "cyber-mini": "cyber-mini.json",
-    "seceval-sample": "seceval-sample.json",
-    "ctibench-sample": "ctibench-mcq-sample.tsv",
-}
-BENCHMARK_DIR = Path(__file__).resolve().parents[1] / "resources" / "benchmarks"
 INSTRUCTION_SINGLE = "Answer with the letter of the correct option."
 INSTRUCTION_MULTI = "Answer with the letters of all correct options."
 
@@ -72,9 +67,7 @@ def load_benchmark(ref: str | Path, *, limit: int | None = None) -> Benchmark:
     questions = loader(path)
     if limit is not None:
         questions = questions[:limit]
-    return Benchmark(
-        name=Path(str(ref)).stem if str(ref) not in PACKAGED else str(ref), path=path, format=fmt, questions=questions
-    )
+    return Benchmark(name=benchmark_name(ref), path=path, format=fmt, questions=questions)
 
 
 def _benchmark_path(ref: str | Path) -> Path:
