@@ -64,3 +64,19 @@ def make_config(base_url: str, **generate):
     }
     sets = [f"generate.{key}={json.dumps(value)}" for key, value in settings.items()]
     return load_config(None, sets)
+
+
+class Killed(Exception):
+    """Stands for a kill: the session stops between two slots, leaving no summary."""
+
+
+def crash_after(count: int):
+    """An on_progress that stops the session like a kill after ``count`` finished slots (no summary written)."""
+    seen = [0]
+
+    def report(_progress) -> None:
+        seen[0] += 1
+        if seen[0] >= count:
+            raise Killed
+
+    return report

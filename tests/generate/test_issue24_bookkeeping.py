@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from generate_helpers import make_config, sample_responder
+from generate_helpers import Killed, crash_after, make_config, sample_responder
 
 from sectune.generate.api import generate
 from sectune.runs import read_json
@@ -28,21 +28,6 @@ def test_failed_slots_are_not_written_as_cached(tmp_path):
     lines = request_lines(run)
     assert [line["status"] for line in lines] == ["failed", "failed"]
     assert [line["cached"] for line in lines] == [False, False]  # nothing came from the cache
-
-
-class Killed(Exception):
-    """Stands for a kill: the session stops between two slots, leaving no summary."""
-
-
-def crash_after(count: int):
-    seen = [0]
-
-    def report(_progress) -> None:
-        seen[0] += 1
-        if seen[0] >= count:
-            raise Killed
-
-    return report
 
 
 def test_errors_of_killed_sessions_are_counted_once_in_the_final_summary(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from generate_helpers import make_config, sample_responder
+from generate_helpers import Killed, crash_after, make_config, sample_responder
 
 from sectune.generate.api import generate
 from sectune.runs import read_json
@@ -82,22 +82,6 @@ def test_a_killed_sheet_run_resumes_with_every_topic_id(tmp_path):
     ids = {row["meta"]["topic"]: row["meta"].get("topic_id") for row in rows[before:]}
     assert ids == {"Firewalls": "7", "VPN": "b2"}  # the resumed session's samples, from the run's topics.jsonl
     assert all(row["meta"]["topic_id"] == ids[row["meta"]["topic"]] for row in rows)
-
-
-class Killed(Exception):
-    """Stands for a kill: the session stops between two slots, leaving no summary."""
-
-
-def crash_after(count: int):
-    """An on_progress that stops the session like a kill after ``count`` finished slots (no summary written)."""
-    seen = [0]
-
-    def report(_progress) -> None:
-        seen[0] += 1
-        if seen[0] >= count:
-            raise Killed
-
-    return report
 
 
 def test_a_graph_run_keeps_its_leaf_ids_across_a_resume(tmp_path):
