@@ -65,6 +65,10 @@ def _one_line(result: dict) -> str:
         for method, data in scored["methods"].items():
             parts.append(f"{bench}/{method} acc {fmt_interval(data['accuracy'])}")
         parts.append(f"{bench} longest-option baseline {fmt(scored['baselines']['longest_option']['value'])}")
+    by_topic = (generation.get("breakdown") or {}).get("topic")
+    if by_topic:  # worst first: the weak spot `sectune generate --focus` would write more samples for
+        metric, groups = next(iter(by_topic.items()))
+        parts.append(f"weakest topic {groups[0]['group']} ({metric} {fmt(groups[0]['value'])}, n {groups[0]['n']})")
     return "; ".join(parts) or "no measurement configured"
 
 

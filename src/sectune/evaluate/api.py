@@ -63,7 +63,33 @@ def evaluate(
             "seed": cfg.seed,
         }
         write_run_metadata(tmp, cfg, summary)
+        plot_weak_spots(results, tmp / WEAK_SPOTS_PLOT)
     return Path(out)
+
+
+WEAK_SPOTS_PLOT = "weak_spots.png"
+
+
+def weak_spot_panels(results: dict[str, Any]) -> list[tuple[str, dict[str, list[dict[str, Any]]]]]:
+    """The breakdowns worth a picture: each held-out dimension's first metric (ROUGE-L unless it was not
+    computed) and each benchmark's first method by category; one series per target."""
+    panels: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for label, result in results.items():
+        for dimension, metrics in ((result.get("generation") or {}).get("breakdown") or {}).items():
+            metric, groups = next(iter(metrics.items()))
+            panels.setdefault(f"held-out {metric} by {dimension}", {})[label] = groups
+        for bench, scored in (result.get("mcq") or {}).items():
+            method, data = next(iter(scored["methods"].items()))
+            if data.get("by_category"):
+                panels.setdefault(f"{bench} {method} accuracy by category", {})[label] = data["by_category"]
+    return [(f"{title} (worst first, 95 % intervals)", series) for title, series in panels.items()]
+
+
+def plot_weak_spots(results: dict[str, Any], path: Path) -> bool:
+    """Write ``weak_spots.png`` when any result has a breakdown; False when there was nothing to plot."""
+    from sectune.evaluate.breakdown import plot_breakdowns
+
+    return plot_breakdowns(weak_spot_panels(results), path)
 
 
 def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None, targets: Sequence[Target] = ()) -> None:
@@ -108,14 +134,15 @@ def _evaluate_local(
         examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
         gen_started = time.perf_counter()
         outputs = heldout.generate_local(model, tokenizer, examples, cfg.eval, cfg.seed, label=label)
-        result["generation"] = _generation_result(cfg, examples, outputs, tokenizer, time.perf_counter() - gen_started)
+        seconds = time.perf_counter() - gen_started
+        result["generation"], row_scores = _generation_result(cfg, examples, outputs, tokenizer, seconds)
         if "perplexity" in cfg.eval.metrics:
             refs = [ex.reference for ex in examples]
             ppl = reference_perplexity(
                 model, tokenizer, [ex.prompt for ex in examples], refs, batch_size=cfg.eval.batch_size
             )
             result["generation"]["perplexity"] = {"value": ppl["perplexity"], "answer_tokens": ppl["answer_tokens"]}
-        _write_predictions(out, label, examples, outputs)
+        _write_predictions(out, label, examples, outputs, row_scores)
     result["mcq"] = _score_benchmarks(cfg, model, tokenizer, label)
     result["seconds"] = time.perf_counter() - started
     del model
@@ -147,8 +174,10 @@ def _evaluate_endpoint(
     if dataset is not None:
         examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
         outputs = heldout.generate_endpoint(url, cfg.eval.endpoint_model, examples, cfg.eval, cfg.seed)
-        result["generation"] = _generation_result(cfg, examples, outputs, None, time.perf_counter() - started)
-        _write_predictions(out, label, examples, outputs)
+        result["generation"], row_scores = _generation_result(
+            cfg, examples, outputs, None, time.perf_counter() - started
+        )
+        _write_predictions(out, label, examples, outputs, row_scores)
     if scores_mcq:
         result["mcq"] = _score_endpoint_benchmarks(cfg, url, label)
     result["seconds"] = time.perf_counter() - started
@@ -180,11 +209,13 @@ def _score_endpoint_benchmarks(cfg: ExperimentConfig, url: str, label: str) -> d
 
 def _generation_result(
     cfg: ExperimentConfig, examples: list, outputs: list, tokenizer: Any, seconds: float
-) -> dict[str, Any]:
-    """Reference metrics over the answers that came back; failed requests are excluded and counted."""
+) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """Reference metrics over the answers that came back (failed requests are excluded and counted), and each
+    row's own scores (empty for a failed row), for the predictions file."""
     from sectune.evaluate import heldout
 
-    kept = [(ex, o) for ex, o in zip(examples, outputs, strict=True) if not o.finish_reason.startswith("error")]
+    failed = [o.finish_reason.startswith("error") for o in outputs]
+    kept = [(ex, o) for ex, o, bad in zip(examples, outputs, failed, strict=True) if not bad]
     texts = [o.text for _, o in kept]
     encoder = _encoder(cfg) if "embedding" in cfg.eval.metrics and kept else None
     scored = heldout.score_generations(
@@ -200,7 +231,9 @@ def _generation_result(
     scored["failed_requests"] = len(outputs) - len(kept)
     scored["cut_at_max_tokens_rate"] = sum(o.finish_reason == "length" for _, o in kept) / max(len(kept), 1)
     scored["seconds"] = seconds
-    return scored
+    per_row = scored.pop("per_row")
+    scores = iter([{name: values[i] for name, values in per_row.items()} for i in range(len(kept))])
+    return scored, [{} if bad else next(scores) for bad in failed]
 
 
 _ENCODERS: dict[str, Any] = {}
@@ -242,7 +275,9 @@ def _score_benchmarks(
     return results
 
 
-def _write_predictions(out: Path, label: str, examples: list, outputs: list) -> None:
+def _write_predictions(out: Path, label: str, examples: list, outputs: list, scores: list[dict[str, float]]) -> None:
+    """One line per held-out row: prompt, reference, prediction, the row's own scores and its ``meta`` (topic,
+    domain type): what the study pairs between two evaluations of the same test split, row by row."""
     from sectune.data.jsonl import write_jsonl
 
     folder = out / "predictions"
@@ -253,8 +288,10 @@ def _write_predictions(out: Path, label: str, examples: list, outputs: list) -> 
             "reference": example.reference,
             "prediction": output.text,
             "finish_reason": output.finish_reason,
+            "scores": row_scores,
+            "meta": example.meta,
         }
-        for example, output in zip(examples, outputs, strict=True)
+        for example, output, row_scores in zip(examples, outputs, scores, strict=True)
     )
     write_jsonl(folder / f"{label}.jsonl", rows)
 

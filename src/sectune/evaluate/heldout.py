@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ Messages = list[dict[str, str]]
 class Example:
     prompt: Messages  # every turn before the last assistant answer
     reference: str  # the last assistant answer
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)  # the row's provenance (topic, domain type)
 
 
 def load_examples(dataset: str | Path, *, limit: int | None = None) -> list[Example]:
@@ -53,7 +54,8 @@ def _example(row: Any, file: Path, line_no: int) -> Example:
             field=f"line {line_no}.messages",
             fix='write {"messages": [..., {"role": "assistant", "content": "..."}]}',
         )
-    return Example(prompt=messages[:-1], reference=str(messages[-1].get("content", "")))
+    meta = row.get("meta") if isinstance(row.get("meta"), dict) else {}
+    return Example(prompt=messages[:-1], reference=str(messages[-1].get("content", "")), meta=meta)
 
 
 def score_generations(
@@ -66,21 +68,33 @@ def score_generations(
     samples: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The reference-based metrics named in ``wanted`` (perplexity is computed separately: it needs logits)."""
+    """The reference-based metrics named in ``wanted`` (perplexity is computed separately: it needs logits).
+
+    ``per_row`` holds each row's ROUGE-L and embedding similarity (those computed), and ``breakdown`` the same
+    scores by the rows' topic and domain type (``sectune.evaluate.breakdown``), worst first.
+    """
+    from sectune.evaluate.breakdown import meta_breakdown
+
     refs = [ex.reference for ex in examples]
     result: dict[str, Any] = {}
+    per_row: dict[str, list[float]] = {}
     if "rouge_l" in wanted:
-        result["rouge_l"] = mean_with_interval(metrics.rouge_l_scores(predictions, refs), samples=samples, seed=seed)
+        per_row["rouge_l"] = metrics.rouge_l_scores(predictions, refs)
+        result["rouge_l"] = mean_with_interval(per_row["rouge_l"], samples=samples, seed=seed)
     if "chrf" in wanted:
         result["chrf"] = {"value": metrics.chrf(predictions, refs)}
     if "bleu" in wanted:
         result["bleu"] = {"value": metrics.bleu(predictions, refs)}
     if "embedding" in wanted and encoder is not None:
-        sims = metrics.embedding_similarities(predictions, refs, encoder)
-        result["embedding"] = mean_with_interval(sims, samples=samples, seed=seed)
+        per_row["embedding"] = metrics.embedding_similarities(predictions, refs, encoder)
+        result["embedding"] = mean_with_interval(per_row["embedding"], samples=samples, seed=seed)
     if "length" in wanted:
         result["length"] = metrics.answer_length(predictions, tokenizer)
         result["length"]["reference_mean_words"] = metrics.answer_length(refs)["mean_words"]
+    result["per_row"] = per_row
+    breakdown = meta_breakdown([ex.meta for ex in examples], per_row, samples=samples, seed=seed)
+    if breakdown:
+        result["breakdown"] = breakdown
     return result
 
 

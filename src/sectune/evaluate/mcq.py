@@ -42,6 +42,7 @@ class Question:
     question: str
     options: dict[str, str]  # letter → text, in letter order
     answers: frozenset[str]  # one letter, or several for multi-answer benchmarks
+    category: str | None = None  # the file's own category (CyberMetric "category", SecEval's first topic)
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,16 @@ def load_cybermetric(path: str | Path) -> list[Question]:
                 field=f"{where}.solution",
                 fix=f"use one of {', '.join(options)}",
             )
-        questions.append(Question(str(index), text, options, frozenset({solution})))
+        questions.append(Question(str(index), text, options, frozenset({solution}), _category(item.get("category"))))
     return questions
+
+
+def _category(value: Any) -> str | None:
+    """A question's category from a string or a list of them (SecEval's ``topics``: the first one)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    text = str(value).strip() if value is not None else ""
+    return text or None
 
 
 def load_seceval(path: str | Path) -> list[Question]:
@@ -164,7 +173,8 @@ def load_seceval(path: str | Path) -> list[Question]:
                 field=f"{where}.answer",
                 fix=f"use letters among {''.join(options)}, e.g. 'AC'",
             )
-        questions.append(Question(str(item.get("id", index)), text, options, letters))
+        category = _category(item.get("topics") or item.get("category"))
+        questions.append(Question(str(item.get("id", index)), text, options, letters, category))
     return questions
 
 
@@ -425,12 +435,18 @@ def generated_predictions(
 def summarise(
     questions: Sequence[Question], predictions: Sequence[frozenset[str] | None], *, samples: int, seed: int
 ) -> dict[str, Any]:
-    """Accuracy with its 95 % bootstrap interval, per-letter pick rates, invalid-answer rate, per-question 0/1."""
+    """Accuracy with its 95 % bootstrap interval, per-letter pick rates, invalid-answer rate, per-question 0/1,
+    and the accuracy per category (worst first) when the benchmark has categories."""
+    from sectune.evaluate.breakdown import category_breakdown
+
     correct = [int(p is not None and p == q.answers) for p, q in zip(predictions, questions, strict=True)]
     letters = sorted({letter for q in questions for letter in q.options})
     picks = Counter(letter for p in predictions if p for letter in p)
     n = max(len(questions), 1)
+    by_category = category_breakdown([q.category for q in questions], correct, samples=samples, seed=seed)
+    extra = {"by_category": by_category} if by_category is not None else {}
     return {
+        **extra,
         "accuracy": mean_with_interval(correct, samples=samples, seed=seed),
         "pick_rate": {letter: picks[letter] / n for letter in letters},
         "invalid_rate": sum(p is None for p in predictions) / n,

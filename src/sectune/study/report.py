@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sectune.evaluate.stats import mean_with_interval, paired_difference
 from sectune.runs import atomic_output_dir, read_json, write_json
+from sectune.study.weak import WEAK_SPOTS_PLOT, plot_weak_spots, weak_spot_tables, weak_spots
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
@@ -100,6 +101,7 @@ def build_report(cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path
         "baselines": _baselines(cells),
         "baselines_clean": _clean_baselines(clean, samples=samples, seed=seed),
         "comparisons": _comparisons(cells, clean, samples=samples, seed=seed),
+        "weak_spots": weak_spots(cells),
     }
     return round_floats(report)
 
@@ -340,7 +342,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     if any((v["training"] or {}).get("peak_memory_kind") == "peak_rss_sampled" for v in report["variants"]):
         lines += [PEAK_RSS_NOTE, ""]
     lines += ["## Plots", "", "![loss curves](loss_curves.png)", "", "![quality vs memory](quality_vs_memory.png)", ""]
+    if _has_weak_spots(report):
+        lines += [f"![where it is weak]({WEAK_SPOTS_PLOT})", ""]
     return "\n".join(lines)
+
+
+def _has_weak_spots(report: dict[str, Any]) -> bool:
+    found = report.get("weak_spots") or {}
+    return bool(found.get("held_out") or found.get("mcq"))
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -360,7 +369,10 @@ def render_html(report: dict[str, Any]) -> str:
             parts.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>")
         parts.append("</table>")
     parts.append("<h2>Plots</h2><img src='loss_curves.png' alt='loss curves'>")
-    parts.append("<img src='quality_vs_memory.png' alt='quality vs memory'></body></html>")
+    parts.append("<img src='quality_vs_memory.png' alt='quality vs memory'>")
+    if _has_weak_spots(report):
+        parts.append(f"<img src='{WEAK_SPOTS_PLOT}' alt='where it is weak'>")
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
@@ -439,6 +451,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             for c in report["comparisons"]
         ]
         tables.append(("Paired differences on the same questions", header, rows))
+    tables += weak_spot_tables(report, fmt_interval)
     return tables
 
 
@@ -526,4 +539,5 @@ def write_report(report: dict[str, Any], out: Path, *, overwrite: bool = True) -
         (tmp / "report.html").write_text(render_html(stored), encoding="utf-8")
         plot_loss_curves(stored, tmp / "loss_curves.png")
         plot_quality_vs_memory(stored, tmp / "quality_vs_memory.png")
+        plot_weak_spots(stored, tmp / WEAK_SPOTS_PLOT)
     return out
