@@ -48,6 +48,14 @@ def generate_command(
             "--topics", help="Topics JSONL (from `sectune topics`) or a spreadsheet (.xlsx).", show_default=False
         ),
     ] = None,
+    focus: Annotated[
+        Path | None,
+        typer.Option(
+            "--focus",
+            help="An evaluation folder: more samples for its weakest topics (same as --set generate.focus=DIR).",
+            show_default=False,
+        ),
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Same as sectune --progress off.")] = False,
 ) -> None:
     """Generate Q&A samples into a run folder (samples.jsonl + exports, summary.json).
@@ -66,7 +74,7 @@ def generate_command(
 
     if no_progress:
         os.environ["SECTUNE_PROGRESS"] = "off"
-    cfg = load(config, sets)
+    cfg = load(config, [*(sets or []), *([f"generate.focus={focus}"] if focus else [])])
     term = console()
     generate(
         cfg,

@@ -77,6 +77,21 @@ class QualityConfig(StrictModel):
         return self
 
 
+class FocusPlanConfig(StrictModel):
+    """How ``generate.focus`` turns an evaluation's weakest topics into samples (the rule: docs/generate.md).
+
+    Each topic scoring below the best one gets ``num_samples`` × its gap to the best ÷ the sum of the gaps
+    (largest remainder rounding), then at least ``floor`` and at most ``cap``.
+    """
+
+    target: str | None = None  # the evaluation's target label; default: the last one it evaluated
+    metric: Literal["rouge_l", "embedding"] = "rouge_l"  # the per-row held-out score the topics are ranked by
+    floor: int = Field(1, ge=0)  # every weak topic gets at least this many samples
+    cap: int | None = Field(None, ge=1)  # and at most this many (None: no cap)
+    max_topics: int | None = Field(None, ge=1)  # only the N weakest topics (None: every topic below the best)
+    min_rows: int = Field(1, ge=1)  # topics with fewer scored test rows are left out (too noisy to act on)
+
+
 class GenerateConfig(StrictModel):
     provider: Literal["local", "openai", "anthropic", "litellm"] = "local"
     # provider model name; for "local" (a registry key or model folder) default the experiment's top-level model
@@ -112,6 +127,10 @@ class GenerateConfig(StrictModel):
     local_batch_size: int = Field(8, ge=1)
     cache_dir: str | None = None  # share a response cache between runs (default: inside the run folder)
     formats: list[Literal["jsonl", "csv", "xlsx", "parquet", "hf", "sharegpt", "alpaca"]] = ["jsonl", "csv"]
+    # An evaluation folder (`sectune eval --dataset ...`): its weakest topics replace the topics of this run,
+    # with more samples where the gap to the best topic is larger (generate.focus_plan).
+    focus: str | None = Field(None, min_length=1)
+    focus_plan: FocusPlanConfig = FocusPlanConfig()
 
     @model_validator(mode="after")
     def _backoff_grows(self) -> GenerateConfig:

@@ -161,8 +161,19 @@ def _preflight(cfg: ExperimentConfig, out: Path, prov: Provider, topics_file: st
             fix=f"add generate.prices.{prov.model}=[input, output] (USD/Mtok)",
         )
     source = topics_file or gen.topics.file
+    if gen.focus and source:
+        raise UserError(
+            "generate.focus writes its own topic plan from the evaluation, so a topics file would be ignored",
+            field="generate.focus",
+            fix="drop --topics / generate.topics.file, or unset generate.focus",
+        )
     if not (out / TOPICS_FILE).is_file():  # a resume uses the run's own topics
-        topics_for_run(source, gen.topics)
+        if gen.focus:
+            from sectune.generate.focus import focus_plan
+
+            focus_plan(gen.focus, gen.num_samples, gen.focus_plan)
+        else:
+            topics_for_run(source, gen.topics)
     load_existing(gen.quality.against)
 
 
@@ -231,6 +242,8 @@ async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:
     saved = out / TOPICS_FILE
     if saved.is_file():
         return load_topics(saved)
+    if cfg.generate.focus:
+        return _focus_topics(cfg, out)
     from_file = topics_for_run(topics_file or cfg.generate.topics.file, cfg.generate.topics)
     if from_file is not None:
         _save_topics_with_counts(from_file, saved)
@@ -243,6 +256,18 @@ async def _run_topics(cfg, out: Path, prov, cache, topics_file) -> list[Topic]:
         tmp.replace(out / "topic_graph.jsonl")
     else:
         tmp.replace(saved)
+    return topic_list
+
+
+def _focus_topics(cfg: ExperimentConfig, out: Path) -> list[Topic]:
+    """The topic plan from ``generate.focus``'s evaluation, saved with the plan itself (``focus.json``)."""
+    from sectune.generate.focus import FOCUS_FILE, focus_plan, focus_topics
+    from sectune.runs import write_json
+
+    plan = focus_plan(cfg.generate.focus or "", cfg.generate.num_samples, cfg.generate.focus_plan)
+    write_json(out / FOCUS_FILE, plan)
+    topic_list = focus_topics(plan)
+    _save_topics_with_counts(topic_list, out / TOPICS_FILE)
     return topic_list
 
 
