@@ -19,6 +19,10 @@ class StudyConfig(StrictModel):
     variants: list[Variant] = Field(default_factory=lambda: list(ALL_VARIANTS), min_length=1)
     price_per_hour: float = Field(0.0, ge=0)  # hardware price (USD/hour) for the cost estimate; 0 on your own laptop
     reuse: bool = True  # reuse finished runs (summary.json present)
+    # 1: after the matrix, generate samples for the weak topics of one trained variant, train it again with
+    # them, evaluate again, and report per-topic before/after (sectune.study.loop). Uses the generate section.
+    loop: int = Field(0, ge=0, le=1)
+    loop_variant: Literal["lora", "qlora", "full"] | None = None  # default: the first trained variant
 
     @field_validator("models", "variants")
     @classmethod

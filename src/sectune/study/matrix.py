@@ -4,65 +4,20 @@ compared on the same questions, and written up as a report folder.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sectune.data.jsonl import read_jsonl
 from sectune.errors import UserError
 from sectune.progress import track
-from sectune.runs import SUMMARY_FILE, is_finished, read_json, write_run_metadata
-from sectune.study.cells import StudyCell
+from sectune.runs import SUMMARY_FILE, read_json, write_run_metadata
+from sectune.study.cells import StudyCell, evaluate_variant, slug, train_variant, variant_config
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
     from sectune.config.study import Variant
 
 REPORT_DIR = "report"  # the study's report folder inside its output folder
-
-
-def slug(model: str) -> str:
-    """A folder-safe name for a model key or path."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name or model).strip("-") or "model"
-
-
-def variant_config(cfg: ExperimentConfig, model: str, variant: Variant) -> ExperimentConfig:
-    """The experiment config for one cell of the matrix: the model and (for trained variants) the method."""
-    update: dict[str, Any] = {"model": model}
-    if variant != "base":
-        update["train"] = cfg.train.model_copy(update={"method": variant, "model": None})
-    return cfg.model_copy(deep=True, update=update)
-
-
-def train_variant(cfg_v: ExperimentConfig, dataset: Path, run_dir: Path, *, reuse: bool) -> tuple[Path, bool]:
-    """Train one variant into ``run_dir`` unless a finished run is there (then reuse it); (run, reused).
-
-    With ``reuse`` a killed run continues from its newest checkpoint (the train stage's resume).
-    """
-    try:
-        from sectune.train.api import is_finished as is_finished_run
-        from sectune.train.api import train
-    except ImportError:
-        raise UserError(
-            "the study needs the train stage",
-            field="study.variants",
-            fix="install sectune[train] or use variants: [base]",
-        ) from None
-    if reuse and is_finished_run(run_dir):  # the run-folder contract, and the weights are there
-        return run_dir, True
-    return Path(train(cfg_v, dataset, run_dir, resume=reuse, overwrite=not reuse)), False
-
-
-def evaluate_variant(
-    cfg_v: ExperimentConfig, target: str | Path, dataset: Path, eval_dir: Path, *, reuse: bool
-) -> dict[str, Any]:
-    """Evaluate one variant into ``eval_dir`` (reused when finished); its result for the single target."""
-    from sectune.evaluate.api import evaluate
-
-    if not (reuse and is_finished(eval_dir)):
-        evaluate(cfg_v, target, eval_dir, dataset=dataset, overwrite=True)
-    targets = read_json(eval_dir / SUMMARY_FILE)["targets"]
-    return next(iter(targets.values()))
 
 
 def run_study(cfg: ExperimentConfig, dataset: Path, out: Path, *, overwrite_report: bool = True) -> Path:
@@ -80,8 +35,14 @@ def run_study(cfg: ExperimentConfig, dataset: Path, out: Path, *, overwrite_repo
         if cfg.eval.judge.enabled and cfg.eval.judge.pairwise:
             progress.update(len(cells), note="pairwise judging")
             judge_against_base(cfg, cells)
+        loop = None
+        if cfg.study.loop:
+            from sectune.study.loop import run_loop
+
+            progress.update(len(cells), note="loop: new samples for the weak topics, train and evaluate again")
+            loop = run_loop(cfg, cells, dataset, out)
         progress.update(len(cells), note="writing the report")
-        report = build_report(cfg, cells, dataset=dataset)
+        report = build_report(cfg, cells, dataset=dataset, loop=loop)
         report_dir = write_report(report, out / REPORT_DIR, overwrite=overwrite_report)
     write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c.model}/{c.variant}" for c in cells]})
     return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sectune.evaluate.stats import mean_with_interval, paired_difference
 from sectune.runs import atomic_output_dir, read_json, write_json
+from sectune.study.loop import loop_tables
 from sectune.study.weak import WEAK_SPOTS_PLOT, plot_weak_spots, weak_spot_tables, weak_spots
 
 if TYPE_CHECKING:
@@ -86,8 +87,10 @@ def fmt_interval(entry: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------- building report.json
 
 
-def build_report(cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path) -> dict[str, Any]:
-    """Every number of the study in one JSON-able dict."""
+def build_report(
+    cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path, loop: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Every number of the study in one JSON-able dict (``loop``: study.loop's before/after, when it ran)."""
     contamination, clean = study_contamination(cfg, cells, dataset)
     samples, seed = cfg.eval.bootstrap_samples, cfg.seed
     variants = [_variant_entry(cfg, cell, clean) for cell in cells]
@@ -102,6 +105,7 @@ def build_report(cfg: ExperimentConfig, cells: list[StudyCell], *, dataset: Path
         "baselines_clean": _clean_baselines(clean, samples=samples, seed=seed),
         "comparisons": _comparisons(cells, clean, samples=samples, seed=seed),
         "weak_spots": weak_spots(cells),
+        "loop": loop,
     }
     return round_floats(report)
 
@@ -452,6 +456,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         ]
         tables.append(("Paired differences on the same questions", header, rows))
     tables += weak_spot_tables(report, fmt_interval)
+    tables += loop_tables(report, fmt, fmt_interval)
     return tables
 
 

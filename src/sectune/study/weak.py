@@ -44,9 +44,16 @@ def _reference_first(cells: list[StudyCell]) -> list[StudyCell]:
 
 
 def _sections(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, section) with the reference variant first in ``variants`` (report.json stores keys sorted)."""
     found = report.get("weak_spots") or {}
     titled = [(f"held-out {s['metric']} by {dim}", s) for dim, s in (found.get("held_out") or {}).items()]
-    return titled + [(f"{bench} {s['metric']} by category", s) for bench, s in (found.get("mcq") or {}).items()]
+    titled += [(f"{bench} {s['metric']} by category", s) for bench, s in (found.get("mcq") or {}).items()]
+    return [(title, {**s, "variants": _reference_first_map(s)}) for title, s in titled]
+
+
+def _reference_first_map(section: dict[str, Any]) -> dict[str, Any]:
+    variants = section["variants"]
+    return {section["reference"]: variants[section["reference"]], **variants}
 
 
 def weak_spot_tables(report: dict[str, Any], fmt_interval: Any) -> list[Table]:
