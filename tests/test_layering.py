@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "sectune"
 
 # Lowest floor first. A unit is a subpackage (or a top-level module) of sectune.
 FLOORS: list[set[str]] = [
-    {"errors", "paths", "progress"},  # foundations: no sectune imports beyond each other's floor
+    {"errors", "paths", "progress", "hardware"},  # foundations: no sectune imports beyond each other's floor
     {"config"},  # every stage's typed config
     {"runs", "registry"},  # run folders; the model table and chat templates
     {"models", "doctor"},  # loading models and tokenizers; what this machine can do

@@ -7,6 +7,10 @@ import platform
 from dataclasses import asdict, dataclass, field
 from importlib import metadata, util
 
+from sectune.hardware import BF16_OVERRIDE, cpu_flags, cpu_has_fast_bf16, fast_dtypes, measure_matmul
+
+__all__ = ["BF16_OVERRIDE", "MachineReport", "collect", "cpu_has_fast_bf16", "method_advice", "print_report"]
+
 EXTRAS = {
     "train": ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes"],
     "eval": ["rouge_score", "sacrebleu", "matplotlib", "sentence_transformers"],
@@ -28,6 +32,9 @@ class MachineReport:
     cuda_devices: list[str] = field(default_factory=list)
     gpu_memory_gb: list[float] = field(default_factory=list)
     bf16: bool = False
+    cpu_simd: list[str] = field(default_factory=list)  # the CPU's vector flags that decide the fast dtypes
+    fast_dtypes: dict[str, str] = field(default_factory=dict)  # sectune.hardware.fast_dtypes(): what auto picks
+    matmul_gflops: dict[str, float] = field(default_factory=dict)  # --measure: fp32 vs bf16 matmul on the CPU
     bitsandbytes: str = "not installed"
     extras: dict[str, bool] = field(default_factory=dict)
     embedded_model: str = "not built"
@@ -37,8 +44,11 @@ class MachineReport:
         return asdict(self)
 
 
-def collect() -> MachineReport:
-    """Inspect the machine; never fails on a missing optional package."""
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "neon", "asimd")
+
+
+def collect(*, measure: bool = False) -> MachineReport:
+    """Inspect the machine; never fails on a missing optional package. ``measure`` times fp32/bf16 matmuls."""
     import psutil
 
     report = MachineReport(
@@ -48,8 +58,12 @@ def collect() -> MachineReport:
         memory_gb=round(psutil.virtual_memory().total / 2**30, 1),
     )
     report.extras = {name: all(util.find_spec(m) is not None for m in mods) for name, mods in EXTRAS.items()}
+    report.cpu_simd = sorted(flag for flag in cpu_flags() if flag in SIMD_FLAGS)
     if util.find_spec("torch"):
         _probe_torch(report)
+        report.fast_dtypes = fast_dtypes().as_dict()
+        if measure:
+            report.matmul_gflops = measure_matmul()
     report.bitsandbytes = _bitsandbytes_backend(report)
     from sectune.registry.embedded import embedded_model_dir, is_built
 
@@ -69,25 +83,6 @@ def _probe_torch(report: MachineReport) -> None:
         report.bf16 = torch.cuda.is_bf16_supported()
     else:
         report.bf16 = cpu_has_fast_bf16()
-
-
-BF16_OVERRIDE = "SECTUNE_CPU_BF16"  # 1/0: treat the CPU as having native bf16 or not (tests of both paths)
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX): bf16 autocast then pays off.
-
-    ``SECTUNE_CPU_BF16=1`` or ``0`` overrides the detection, so one machine can run both code paths.
-    """
-    forced = os.environ.get(BF16_OVERRIDE, "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _bitsandbytes_backend(report: MachineReport) -> str:
@@ -119,11 +114,11 @@ def method_advice(report: MachineReport) -> dict[str, str]:
     }
 
 
-def print_report(*, as_json: bool = False) -> None:
+def print_report(*, as_json: bool = False, measure: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    report = collect()
+    report = collect(measure=measure)
     if as_json:
         import json
 
@@ -137,6 +132,21 @@ def print_report(*, as_json: bool = False) -> None:
     gpus = ", ".join(f"{n} ({m} GB)" for n, m in zip(report.cuda_devices, report.gpu_memory_gb, strict=True))
     table.add_row("GPU", gpus or "none")
     table.add_row("bf16", "yes" if report.bf16 else "no")
+    table.add_row("CPU vector flags", ", ".join(report.cpu_simd) or "unknown")
+    if report.fast_dtypes:
+        d = report.fast_dtypes
+        table.add_row(
+            "fast dtypes (auto)",
+            f"train {d['train_precision']} · generation {d['generation']} · QLoRA compute {d['qlora_compute']}"
+            f" ({d['why']})",
+        )
+    if report.matmul_gflops:
+        gflops = report.matmul_gflops
+        ratio = gflops["bfloat16"] / gflops["float32"] if gflops.get("float32") else 0.0
+        table.add_row(
+            "matmul 512² (measured)",
+            f"fp32 {gflops['float32']:g} GFLOP/s · bf16 {gflops['bfloat16']:g} GFLOP/s (bf16/fp32 {ratio:.2f}×)",
+        )
     table.add_row("bitsandbytes", report.bitsandbytes)
     table.add_row("extras", ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in report.extras.items()))
     table.add_row("embedded model", report.embedded_model)

@@ -164,12 +164,15 @@ def quantization_config(quantization: Quantization, compute_dtype: Any = None, q
     import torch
     from transformers import BitsAndBytesConfig
 
+    from sectune.hardware import fast_dtypes, torch_dtype
+
     if quantization == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16,
+            # the caller's dtype, else what this hardware computes fast (bf16 is emulated on AVX2-only CPUs)
+            bnb_4bit_compute_dtype=compute_dtype or torch_dtype(fast_dtypes().qlora_compute),
             # FSDP shards float tensors only: FSDP-QLoRA stores the packed 4-bit weights in the compute dtype
             bnb_4bit_quant_storage=quant_storage or torch.uint8,
         )

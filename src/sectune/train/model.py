@@ -45,18 +45,14 @@ def resolve_batch(batch_size: int | str, grad_accum: int | str) -> tuple[int, in
 
 
 def resolve_precision(requested: str) -> str:
-    """bf16, fp16 or fp32 for ``requested`` (auto: bf16 where the hardware has it)."""
-    import torch
-
+    """bf16, fp16 or fp32 for ``requested`` (auto: ``sectune.hardware.fast_dtypes``, bf16 where it is fast)."""
     if requested != "auto":
         if requested == "fp16" and not has_cuda():
             raise UserError("fp16 mixed precision needs a CUDA GPU", field="train.precision", fix="use auto or bf16")
         return requested
-    if has_cuda():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    from sectune.doctor import cpu_has_fast_bf16
+    from sectune.hardware import fast_dtypes
 
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return fast_dtypes().train_precision
 
 
 def half_dtype(precision: str) -> Any:
