@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from sectune.hardware import BF16_OVERRIDE, cpu_has_fast_bf16, fast_dtypes
 
 
-@pytest.mark.parametrize(
-    ("forced", "precision", "weights"), [("0", "fp32", "float32"), ("1", "bf16", "bfloat16")]
-)
+@pytest.mark.parametrize(("forced", "precision", "weights"), [("0", "fp32", "float32"), ("1", "bf16", "bfloat16")])
 def test_auto_dtypes_follow_the_cpu_bf16_support(monkeypatch, forced, precision, weights):
     monkeypatch.setenv(BF16_OVERRIDE, forced)
     chosen = fast_dtypes()
@@ -25,7 +24,7 @@ def test_auto_dtypes_follow_the_cpu_bf16_support(monkeypatch, forced, precision,
 
 def test_detection_reads_the_cpu_flags_without_the_override(monkeypatch):
     monkeypatch.delenv(BF16_OVERRIDE, raising=False)
-    flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     assert cpu_has_fast_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
