@@ -39,6 +39,7 @@ STAGE_COMMANDS = {
     "check",
     "chat",
     "export",
+    "ui",
 }
 
 

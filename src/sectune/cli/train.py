@@ -52,13 +52,18 @@ def _print_summary(run: Path) -> None:
     summary = read_json(run / "summary.json")
     stop = summary.get("stop_check", {})
     rate = f"{stop['stop_rate']:.0%}" if "stop_rate" in stop else stop.get("status", "-")
+    losses = f"final loss {_loss(summary['final_train_loss'])}, eval loss {_loss(summary['eval_loss'])}"
     console().print(
         f"[bold]{run}[/bold]: {summary['method']} on {summary['base_model']}, "
-        f"{summary['global_step']} steps, final loss {summary['final_train_loss']}, eval loss {summary['eval_loss']}, "
+        f"{summary['global_step']} steps, {losses}, "
         f"{summary['tokens_per_s']} tok/s, peak {summary['peak_memory_mb']:.0f} MB, stop rate {rate}"
     )
     if "warning" in stop:
         console().print(f"[yellow]warning:[/yellow] {stop['warning']}")
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def plan_command(

@@ -113,3 +113,12 @@ def _check_lengths(row: SourcedRow, path: Path, cfg: PrepConfig) -> int:
         message["content"] = message["content"][: cfg.max_chars]
         truncated += 1
     return truncated
+
+
+def check_row(row: SourcedRow, cfg: PrepConfig, path: Path) -> bool:
+    """Raise the row's first problem as :func:`validate_rows` would; False when the config drops the row."""
+    check_roles(row, path)
+    if _has_empty_message(row, path, cfg):
+        return False
+    _check_lengths(row, path, cfg)
+    return True

@@ -5,6 +5,7 @@ Layout while the run is being built (renamed to OUT only when everything succeed
     OUT.partial/
       config.yaml            the resolved experiment config (a resume must match it)
       checkpoints/checkpoint-N/   trainer checkpoints every train.save_steps (model, optimizer, rng, state)
+      metrics.jsonl          one line per trainer log (step, loss, eval_loss): the UI's live loss curve
       tensorboard/ mlruns/ wandb/ tracking backends chosen in train.report_to
       adapter/ or model/     the final weights (PEFT or HF format, safetensors)
       chat_template.jinja    the template used in training (and by every later load)
@@ -304,7 +305,9 @@ def make_trainer(
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
-    callbacks: list[Any] = [log_last_step_callback()]
+    from sectune.train.metrics_log import metrics_callback
+
+    callbacks: list[Any] = [log_last_step_callback(), metrics_callback(session.work)]
     if args.load_best_model_at_end:
         patience = session.train.early_stopping_patience or 1  # load_best_model_at_end implies a patience is set
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
