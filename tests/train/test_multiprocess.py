@@ -9,10 +9,15 @@ agree up to fp32 summation order. Dropout is off: its masks are drawn per proces
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +88,46 @@ def test_two_processes_match_one_process(method, tiny_model_dir, train_only_data
     worst = max(abs(got[step] - expected[step]) for step in expected)
     assert worst < TOLERANCE, (expected, got)
     assert two["tokens_seen"] == one["tokens_seen"]  # the same rows, counted over both processes
+
+
+def _launch_and_kill_after(command, checkpoint: Path, timeout: float = 600) -> None:
+    """Start a launch in its own process group and SIGKILL the whole group once ``checkpoint`` is complete."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_CONFIG_FILE": os.devnull}
+    launch = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    try:
+        while not (checkpoint / "trainer_state.json").is_file():  # the trainer writes its state last
+            assert launch.poll() is None, f"the launch ended before {checkpoint.name}: {launch.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {checkpoint.name} within {timeout}s"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launch.pid, signal.SIGKILL)  # torchrun and both ranks, as a scheduler's kill would
+        launch.wait(60)
+        launch.stderr.close()
+
+
+def test_a_killed_two_process_launch_resumes_losing_and_repeating_nothing(tiny_model_dir, train_only_dataset, tmp_path):
+    steps = 8  # a margin: the kill comes at checkpoint-2, far from the end
+    sets = [f"model={tiny_model_dir}", "seed=7", "train.method=lora", *COMMON, f"train.max_steps={steps}"]
+    reference, killed = tmp_path / "one", tmp_path / "two"
+    _run(_train_command(train_only_dataset, reference, [*sets, "train.batch_size=4"], 1))
+    two_process = _train_command(train_only_dataset, killed, [*sets, "train.batch_size=2"], 2)
+
+    _launch_and_kill_after(two_process, partial_dir(killed) / "checkpoints" / "checkpoint-2")
+    assert not is_finished(killed) and partial_dir(killed).is_dir()
+    left = sorted(int(p.name.split("-")[1]) for p in (partial_dir(killed) / "checkpoints").glob("checkpoint-*"))
+    assert left and left[-1] < steps, left  # killed mid-run: the resume has steps to do
+    _run([*two_process, "--resume"])
+
+    assert is_finished(killed) and not partial_dir(killed).exists()
+    summary = read_json(killed / "summary.json")
+    logged = [e["step"] for e in summary["log_history"] if "loss" in e]
+    assert logged == list(range(1, steps + 1))  # each step once: none lost, none repeated
+    live = [row["step"] for row in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines()) if row["loss"]]
+    assert live.count(1) == 1 and set(live) == set(logged)  # the resume went on from checkpoint-2, not from step 1
+    expected, got = _losses(reference), _losses(killed)
+    worst = max(abs(got[step] - expected[step]) for step in expected)
+    assert worst < TOLERANCE, (expected, got)
+    assert (summary["world_size"], summary["effective_batch_size"]) == (2, 4)
