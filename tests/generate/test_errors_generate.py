@@ -66,7 +66,6 @@ def cli(monkeypatch, capsys, tmp_path):
         "HF_DATASETS_DISABLE_PROGRESS_BARS",
     ):
         monkeypatch.setenv(name, "off" if name == "SECTUNE_PROGRESS" else "1")  # restored after the test
-    monkeypatch.setenv("COLUMNS", "1000")  # rich: no wrapped summary lines
 
     def run(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()

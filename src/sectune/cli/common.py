@@ -49,6 +49,10 @@ def load(config: Path | None, sets: list[str] | None) -> ExperimentConfig:
 
 
 def console():
+    """The CLI's rich console. Off a terminal (a log file, a UI job's log) a printed line stays one line, so
+    whoever reads the log line by line (the UI shows its last line) gets it whole; a terminal wraps as usual."""
     from rich.console import Console
 
-    return Console()
+    out = Console()
+    out.soft_wrap = not out.is_terminal
+    return out

@@ -49,8 +49,7 @@ def start_job(
     """Start ``sectune STAGE ARGS`` in the background; its run folder is ``out``."""
     job_id = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
     log = ws.folder("jobs") / f"{job_id}.log"
-    # COLUMNS: rich wraps a log at 80 columns off a terminal, and the page shows the log's last line
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "240", **(secret_env or {})}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(secret_env or {})}
     command = [sys.executable, "-m", "sectune", "--progress", "plain", stage, *args]
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(
