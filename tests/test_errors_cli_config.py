@@ -212,10 +212,24 @@ def test_a_key_overriding_a_yaml_merge_is_no_duplicate():
 # --- a wrong config fails on every stage before any model or data is opened -------------------------------
 
 
+def import_every_module() -> None:
+    """Import every sectune module but the UI (Streamlit) and ``__main__`` (it runs the CLI)."""
+    import importlib
+    import pkgutil
+
+    import sectune
+
+    for info in pkgutil.walk_packages(sectune.__path__, "sectune."):
+        if info.name != "sectune.__main__" and not info.name.startswith("sectune.ui"):
+            importlib.import_module(info.name)
+
+
 @pytest.fixture
 def nothing_may_be_opened(monkeypatch):
     """Every stage function, model loader and data reader raises if reached."""
     import transformers
+
+    import_every_module()  # before patching: a `from x import name` run under the patch would keep it for good
 
     import sectune.data.api
     import sectune.data.io
