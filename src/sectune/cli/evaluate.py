@@ -22,9 +22,10 @@ def eval_command(
     targets: Annotated[
         list[str],
         typer.Argument(
-            help="One or more: registry key, HF model folder, train run folder, PEFT adapter folder, or an "
-            "http(s):// OpenAI-compatible endpoint (with --set eval.endpoint_model=NAME). The first is the "
-            "baseline of pairwise judging; every adapter is checked to change the logits.",
+            help="One or more: registry key, HF model folder, train run folder (a hosted run whose weights stay "
+            "with the provider is asked at its endpoint), PEFT adapter folder, or an http(s):// OpenAI-compatible "
+            "endpoint (with --set eval.endpoint_model=NAME). The first is the baseline of pairwise judging; every "
+            "adapter is checked to change the logits.",
             show_default=False,
             metavar="TARGET",
         ),

@@ -22,8 +22,8 @@ def chat_command(
     target: Annotated[
         str,
         typer.Argument(
-            help="Registry key, HF model folder, train run folder, PEFT adapter folder, or an http(s):// "
-            "OpenAI-compatible endpoint (with --model NAME).",
+            help="Registry key, HF model folder, train run folder (a hosted run: its provider's endpoint), PEFT "
+            "adapter folder, or an http(s):// OpenAI-compatible endpoint (with --model NAME).",
             show_default=False,
             metavar="TARGET",
         ),

@@ -26,12 +26,28 @@ def train_command(
     sets: Annotated[Sets, set_option("train.lora.r=32")] = None,
     resume: ResumeOption = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run (and its partial).")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Hosted backends: show what would be uploaded and sent, and the cost; send and write nothing.",
+        ),
+    ] = False,
+    cancel_on_interrupt: Annotated[
+        bool,
+        typer.Option(
+            "--cancel-on-interrupt",
+            help="Hosted backends: on Ctrl-C cancel the remote job without asking (for scripts).",
+        ),
+    ] = False,
 ) -> None:
-    """Fine-tune a model (full, lora, qlora, qlora-8bit) on a dataset folder.
+    """Fine-tune a model (full, lora, qlora, qlora-8bit) on a dataset folder, here or on a hosted service.
 
     Writes OUT/adapter/ (or OUT/model/), chat_template.jinja, summary.json, config.yaml, versions.json.
     While training, everything lives in OUT.partial/ (checkpoints every train.save_steps);
-    --resume continues it from its newest checkpoint.
+    --resume continues it from its newest checkpoint. With train.backend=predibase|openai|together the job
+    runs at that service (key from PREDIBASE_API_TOKEN, OPENAI_API_KEY or TOGETHER_API_KEY): its id is kept
+    in OUT.partial/ at once, so --resume re-attaches to the same job.
     """
     import logging
 
@@ -39,7 +55,12 @@ def train_command(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = load(config, sets)
-    run = train(cfg, dataset, out, resume=resume, overwrite=overwrite)
+    if dry_run:
+        from sectune.train.api import dry_run as hosted_dry_run
+
+        print(hosted_dry_run(cfg, dataset).text())
+        return
+    run = train(cfg, dataset, out, resume=resume, overwrite=overwrite, cancel_on_interrupt=cancel_on_interrupt)
     from sectune.train.distributed import rank
 
     if rank() == 0:  # rank 0 writes and publishes the run folder; the other ranks have nothing to report
@@ -50,6 +71,9 @@ def _print_summary(run: Path) -> None:
     from sectune.runs import read_json
 
     summary = read_json(run / "summary.json")
+    if "backend" in summary:
+        _print_hosted_summary(run, summary)
+        return
     stop = summary.get("stop_check", {})
     rate = f"{stop['stop_rate']:.0%}" if "stop_rate" in stop else stop.get("status", "-")
     losses = f"final loss {_loss(summary['final_train_loss'])}, eval loss {_loss(summary['eval_loss'])}"
@@ -60,6 +84,17 @@ def _print_summary(run: Path) -> None:
     )
     if "warning" in stop:
         console().print(f"[yellow]warning:[/yellow] {stop['warning']}")
+
+
+def _print_hosted_summary(run: Path, summary: dict) -> None:
+    result = summary["result"]
+    cost = "-" if summary.get("cost_usd") is None else f"${summary['cost_usd']:.2f} ({summary['cost_from']})"
+    where = "adapter/" if result["adapter"] else f"hosted model {result['model_id']} at {result['endpoint']}"
+    console().print(
+        f"[bold]{run}[/bold]: {summary['backend']} job {summary['job_id']} {summary['job_status']}, "
+        f"{summary['provider_base_model']}, {summary['global_step'] or '-'} steps, "
+        f"final loss {_loss(summary['final_train_loss'])}, {summary['job_runtime_s']:.0f} s, cost {cost}; {where}"
+    )
 
 
 def _loss(value: float | None) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from sectune.config.base import StrictModel
+from sectune.config.hosted import Backend, HostedConfig
 
 PositiveInt = Annotated[int, Field(ge=1)]
 
@@ -102,6 +103,8 @@ class StopCheckConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
+    backend: Backend = "local"  # where to train: this machine, or a hosted service (docs/train.md, Hosted training)
+    hosted: HostedConfig = Field(default_factory=HostedConfig)  # settings of a hosted backend
     method: Method = "lora"
     model: str | None = Field(None, min_length=1)  # overrides the top-level `model` for this stage only
     lora: LoraConfig = Field(default_factory=LoraConfig)

@@ -99,6 +99,7 @@ def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None, targe
 
     for target in targets:  # every target, before the first one is loaded: a typo in the last fails at once
         check_target(target)
+        _check_hosted_run(cfg, dataset, target)
 
     for ref in cfg.eval.benchmarks:
         load_benchmark(ref, limit=cfg.eval.max_questions)
@@ -106,14 +107,45 @@ def _check_inputs_early(cfg: ExperimentConfig, dataset: str | Path | None, targe
         load_examples(dataset, limit=cfg.eval.max_examples)
 
 
+def _check_hosted_run(cfg: ExperimentConfig, dataset: str | Path | None, target: Target) -> None:
+    """A hosted run without weights is asked at its chat endpoint: held-out generations only."""
+    from sectune.evaluate.targets import hosted_target
+
+    hosted = hosted_target(target)
+    if hosted is None:
+        return
+    if cfg.eval.benchmarks:
+        raise UserError(
+            f"this run's model stays at {hosted.backend} ({hosted.model}); its chat endpoint gives no token "
+            "log-likelihoods, so MCQ benchmarks cannot be scored",
+            file=target,
+            field="eval.benchmarks",
+            fix="evaluate it on held-out generations only: --dataset DIR --set eval.benchmarks=[]",
+        )
+    if dataset is None:
+        raise UserError(
+            f"this run's model stays at {hosted.backend}: it is evaluated on held-out generations",
+            file=target,
+            field="--dataset",
+            fix="pass --dataset DIR (the prepared dataset it trained on)",
+        )
+
+
 def evaluate_target(
     cfg: ExperimentConfig, target: Target, *, dataset: str | Path | None, out: Path, label: str
 ) -> dict[str, Any]:
     """All configured measurements for one target; predictions go to ``out/predictions/<label>.jsonl``."""
-    from sectune.evaluate.targets import is_endpoint
+    from sectune.evaluate.targets import hosted_target, is_endpoint
 
     if is_endpoint(target):
         return _evaluate_endpoint(cfg, str(target), dataset=dataset, out=out, label=label)
+    hosted = hosted_target(target)
+    if hosted is not None:  # the provider keeps the weights: ask its endpoint for the run's model
+        _check_hosted_run(cfg, dataset, target)
+        result = _evaluate_endpoint(
+            cfg, hosted.url, dataset=dataset, out=out, label=label, model=hosted.model, key_env=hosted.key_env
+        )
+        return {**result, "target": str(target), "kind": "hosted", "backend": hosted.backend, "model": hosted.model}
     return _evaluate_local(cfg, target, dataset=dataset, out=out, label=label)
 
 
@@ -151,11 +183,20 @@ def _evaluate_local(
 
 
 def _evaluate_endpoint(
-    cfg: ExperimentConfig, url: str, *, dataset: str | Path | None, out: Path, label: str
+    cfg: ExperimentConfig,
+    url: str,
+    *,
+    dataset: str | Path | None,
+    out: Path,
+    label: str,
+    model: str | None = None,
+    key_env: str | None = None,
 ) -> dict[str, Any]:
+    """``model`` (default eval.endpoint_model) at ``url``; the key from ``key_env`` (default OPENAI_API_KEY)."""
     from sectune.evaluate import heldout
 
-    if not cfg.eval.endpoint_model:
+    model = model or cfg.eval.endpoint_model
+    if not model:
         raise UserError(
             "an endpoint target needs a model name",
             field="eval.endpoint_model",
@@ -173,7 +214,7 @@ def _evaluate_endpoint(
     started = time.perf_counter()
     if dataset is not None:
         examples = heldout.load_examples(dataset, limit=cfg.eval.max_examples)
-        outputs = heldout.generate_endpoint(url, cfg.eval.endpoint_model, examples, cfg.eval, cfg.seed)
+        outputs = heldout.generate_endpoint(url, model, examples, cfg.eval, cfg.seed, api_key_env=key_env)
         result["generation"], row_scores = _generation_result(
             cfg, examples, outputs, None, time.perf_counter() - started
         )

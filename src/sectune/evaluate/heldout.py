@@ -116,7 +116,13 @@ def generate_local(
 
 
 def generate_endpoint(
-    url: str, model_name: str, examples: Sequence[Example], eval_cfg: EvalConfig, seed: int
+    url: str,
+    model_name: str,
+    examples: Sequence[Example],
+    eval_cfg: EvalConfig,
+    seed: int,
+    *,
+    api_key_env: str | None = None,
 ) -> list[Any]:
     """Answers from an OpenAI-compatible endpoint through sectune's request layer (``sectune.llm.requests``).
 
@@ -126,7 +132,7 @@ def generate_endpoint(
     from sectune.llm import Completion, get_provider
     from sectune.llm.requests import Caller, Limits
 
-    provider = get_provider("openai", model=model_name, base_url=url)
+    provider = get_provider("openai", model=model_name, base_url=url, api_key_env=api_key_env)
     limits = Limits(
         max_tokens=eval_cfg.max_new_tokens,
         max_retries=eval_cfg.endpoint_max_retries,

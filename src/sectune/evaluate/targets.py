@@ -1,5 +1,6 @@
-"""What ``sectune eval`` can evaluate: a registry key, an HF folder, a train run, a PEFT adapter folder,
-or an OpenAI-compatible endpoint; and the guard that an adapter really changes the model's logits.
+"""What ``sectune eval`` can evaluate: a registry key, an HF folder, a train run (a hosted one whose weights
+stay with the provider is asked at its endpoint), a PEFT adapter folder, or an OpenAI-compatible endpoint; and
+the guard that an adapter really changes the model's logits.
 """
 
 from __future__ import annotations
@@ -7,9 +8,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sectune.errors import UserError
+
+if TYPE_CHECKING:
+    from sectune.train.hosted.records import HostedEndpoint
 
 PROBE = [{"role": "user", "content": "What is a firewall and why do networks use one?"}]
 
@@ -18,12 +22,22 @@ def is_endpoint(target: str | Path) -> bool:
     return bool(re.match(r"^https?://", str(target)))
 
 
+def hosted_target(target: str | Path) -> HostedEndpoint | None:
+    """The OpenAI-compatible endpoint of a hosted train run whose weights stay with the provider (its
+    endpoint.json: OpenAI, or a full fine-tune at Together), else None. Such a run is asked, never loaded."""
+    from sectune.train.hosted.records import hosted_endpoint
+
+    return None if is_endpoint(target) else hosted_endpoint(str(target))
+
+
 def check_target(target: str | Path) -> None:
     """Refuse (one-line UserError) a target that is no endpoint, PEFT adapter folder, model folder, train run or
     registry key, without loading anything."""
     from sectune.registry.refs import check_model_ref
 
     if is_endpoint(target) or (Path(str(target)).expanduser() / "adapter_config.json").is_file():
+        return
+    if hosted_target(target) is not None:
         return
     check_model_ref(str(target), file=None, field="target", runs_ok=True)
 

@@ -48,7 +48,7 @@ class ChatSession:
         top_p: float | None = None,
         max_new_tokens: int | None = None,
     ) -> None:
-        from sectune.evaluate.targets import is_endpoint
+        from sectune.evaluate.targets import hosted_target, is_endpoint
 
         if temperature < 0:
             raise UserError("temperature must be >= 0", field="--temperature", fix="pass 0 (greedy) or more")
@@ -72,6 +72,9 @@ class ChatSession:
                     fix="pass --model NAME or --set eval.endpoint_model=NAME (the model the server serves)",
                 )
             self._backend = _Endpoint(self.target, self.model_name)
+        elif (hosted := hosted_target(target)) is not None:  # a hosted run: its provider serves the model
+            self.model_name = hosted.model
+            self._backend = _Endpoint(hosted.url, hosted.model, key_env=hosted.key_env)
         else:
             self._backend = _Local.load(self.target, cfg.eval.dtype, seed=self.seed if temperature > 0 else None)
         self.reset()
@@ -324,9 +327,10 @@ class _Local:
 class _Endpoint:
     """An OpenAI-compatible server: one streamed request per answer (``on_token`` gets each piece)."""
 
-    def __init__(self, url: str, model_name: str) -> None:
+    def __init__(self, url: str, model_name: str, *, key_env: str | None = None) -> None:
         self.url = url
         self.model_name = model_name
+        self.key_env = key_env  # None: OPENAI_API_KEY
 
     def answer(
         self,
@@ -342,7 +346,7 @@ class _Endpoint:
         from sectune.llm import ProviderError, get_provider
 
         async def ask() -> str:
-            provider = get_provider("openai", model=self.model_name, base_url=self.url)
+            provider = get_provider("openai", model=self.model_name, base_url=self.url, api_key_env=self.key_env)
             try:
                 params: dict[str, Any] = {"max_tokens": max_new_tokens, "temperature": temperature}
                 if top_p is not None:

@@ -122,7 +122,7 @@ class _Target:
 
 def parse_target(text: str) -> _Target:
     """``[NAME=]TARGET``: a registry key or HF folder (the base), a train run, or a PEFT adapter folder."""
-    from sectune.evaluate.targets import adapter_base, check_target, is_endpoint
+    from sectune.evaluate.targets import adapter_base, check_target, hosted_target, is_endpoint
     from sectune.models.load import RUN_ADAPTER, RUN_MODEL, is_train_run, run_base_model, run_template
 
     name, sep, ref = text.partition("=")
@@ -131,6 +131,13 @@ def parse_target(text: str) -> _Target:
     if is_endpoint(ref):
         raise UserError("serve loads local models, not endpoints", field=ref, fix="pass a model, run or adapter")
     check_target(ref)
+    hosted = hosted_target(ref)
+    if hosted is not None:
+        raise UserError(
+            f"this run's model stays at {hosted.backend}: serve loads local weights",
+            file=ref,
+            fix=f"ask it at {hosted.url} (model {hosted.model}) with sectune chat {ref}",
+        )
     path = Path(ref).expanduser()
     if is_train_run(path):
         if (path / RUN_MODEL).is_dir():

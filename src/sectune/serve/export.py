@@ -117,6 +117,8 @@ def export(
 
 
 def _check_run(run: Path) -> dict[str, Any]:
+    from sectune.evaluate.targets import hosted_target
+
     if not run.is_dir():
         if (run.parent / f"{run.name}.partial").is_dir():
             raise UserError(
@@ -125,6 +127,14 @@ def _check_run(run: Path) -> dict[str, Any]:
                 fix="finish it with `sectune train ... --resume`",
             )
         raise UserError("no such train run folder", file=run, fix="pass the --out folder of a finished sectune train")
+    hosted = hosted_target(run)
+    if hosted is not None:
+        raise UserError(
+            f"this run's weights stay at {hosted.backend} (model {hosted.model}): there is nothing here to export",
+            file=run,
+            fix="use the hosted model as it is (sectune chat/eval ask its endpoint), or train with a backend that "
+            "gives back the adapter (local, predibase, together LoRA)",
+        )
     if (run / INCOMPLETE_MARKER).exists() or not is_train_run(run):
         raise UserError(
             "not a finished train run (needs summary.json and adapter/ or model/)",

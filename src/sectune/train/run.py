@@ -48,8 +48,11 @@ def partial_dir(out: Path) -> Path:
 
 
 def is_finished(out: str | Path) -> bool:
-    """True when ``out`` holds a finished train run: ``sectune.runs.is_finished`` plus adapter/ or model/."""
-    return is_train_run(out)
+    """True when ``out`` holds a finished train run: ``sectune.runs.is_finished`` plus adapter/ or model/
+    (or, for a hosted run whose weights stay with the provider, endpoint.json)."""
+    from sectune.train.hosted.records import is_hosted_run
+
+    return is_train_run(out) or is_hosted_run(out)
 
 
 @dataclass
