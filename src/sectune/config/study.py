@@ -23,6 +23,12 @@ class StudyConfig(StrictModel):
     # them, evaluate again, and report per-topic before/after (sectune.study.loop). Uses the generate section.
     loop: int = Field(0, ge=0, le=1)
     loop_variant: Literal["lora", "qlora", "full"] | None = None  # default: the first trained variant
+    # local: the cells one after another in this process; ray: each cell (train + evaluate one variant) a Ray
+    # task, as many at once as the cluster's resources allow (needs sectune[ray]).
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None  # None: start a local Ray instance; "auto" or "ray://host:10001": join a cluster
+    ray_num_cpus: float = Field(1.0, gt=0)  # CPUs per cell task (also its torch threads)
+    ray_num_gpus: float = Field(0.0, ge=0)  # GPUs per cell task (fractions share a GPU)
 
     @field_validator("models", "variants")
     @classmethod

@@ -6,8 +6,11 @@
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+import socket
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,8 @@ class StudyCell:
     eval: dict[str, Any]  # the evaluation's result for this one target (its summary.json "targets" entry)
     eval_dir: Path  # the evaluation folder; its predictions/ feed the pairwise judge
     judge_pairwise: dict[str, Any] | None = None  # vs the same model's base answers, when pairwise judging ran
+    # where and how it ran (executor, host, pid, start/end times, reused run/evaluation): the study's summary.json
+    task: dict[str, Any] = field(default_factory=dict)
 
 
 def slug(model: str) -> str:
@@ -43,6 +48,39 @@ def variant_config(cfg: ExperimentConfig, model: str, variant: Variant) -> Exper
     if variant != "base":
         update["train"] = cfg.train.model_copy(update={"method": variant, "model": None})
     return cfg.model_copy(deep=True, update=update)
+
+
+def run_cell(
+    cfg: ExperimentConfig, model: str, variant: Variant, dataset: Path, out: Path, *, executor: str = "local"
+) -> StudyCell:
+    """Train (unless base) and evaluate one cell into ``out/runs/<name>`` and ``out/evals/<name>``.
+
+    Everything it writes is in those two folders, so cells are independent: any executor may run them in any
+    order or at once, and a finished one is reused (``study.reuse``) by the next run of the study.
+    """
+    started = time.time()
+    name = f"{slug(model)}-{variant}"
+    cfg_v = variant_config(cfg, model, variant)
+    train_summary, reused_run = None, None
+    target: str | Path = model
+    if variant != "base":
+        run_dir, reused_run = train_variant(cfg_v, dataset, out / "runs" / name, reuse=cfg.study.reuse)
+        train_summary = read_json(run_dir / SUMMARY_FILE)
+        target = run_dir
+    eval_dir = out / "evals" / name
+    reused_eval = cfg.study.reuse and is_finished(eval_dir)
+    result = evaluate_variant(cfg_v, target, dataset, eval_dir, reuse=cfg.study.reuse)
+    task = {
+        "executor": executor,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": started,
+        "ended": time.time(),
+        "reused_run": reused_run,  # None for the base model (nothing to train)
+        "reused_eval": reused_eval,
+    }
+    label = f"{slug(model)}/{variant}"
+    return StudyCell(model, variant, label, train=train_summary, eval=result, eval_dir=eval_dir, task=task)
 
 
 def train_variant(cfg_v: ExperimentConfig, dataset: Path, run_dir: Path, *, reuse: bool) -> tuple[Path, bool]:

@@ -1,5 +1,6 @@
 """The comparative study: every model × variant {base, lora, qlora, full} trained (or reused), evaluated,
-compared on the same questions, and written up as a report folder.
+compared on the same questions, and written up as a report folder. The cells run here one after another
+(``study.executor: local``) or as Ray tasks (``ray_executor.py``); judging, the loop and the report come after.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sectune.data.jsonl import read_jsonl
 from sectune.errors import UserError
-from sectune.progress import track
-from sectune.runs import SUMMARY_FILE, read_json, write_run_metadata
-from sectune.study.cells import StudyCell, evaluate_variant, slug, train_variant, variant_config
+from sectune.progress import Tracker, track
+from sectune.runs import write_run_metadata
+from sectune.study.cells import StudyCell, run_cell, slug
 
 if TYPE_CHECKING:
     from sectune.config import ExperimentConfig
@@ -27,11 +28,13 @@ def run_study(cfg: ExperimentConfig, dataset: Path, out: Path, *, overwrite_repo
     if not dataset.is_dir() or not (dataset / "test.jsonl").is_file():
         raise UserError("not a dataset folder (no test.jsonl)", file=dataset, fix="pass the folder from sectune prep")
     matrix = [(model, variant) for model in cfg.study.models or [cfg.model] for variant in cfg.study.variants]
-    cells: list[StudyCell] = []
     with track("study", len(matrix), unit="cells", show_rate=False) as progress:
-        for model, variant in matrix:
-            progress.update(len(cells), note=f"{slug(model)}/{variant}")
-            cells.append(_run_cell(cfg, model, variant, dataset, out))
+        if cfg.study.executor == "ray":
+            from sectune.study.ray_executor import run_cells_on_ray
+
+            cells = run_cells_on_ray(cfg, matrix, dataset, out, progress)
+        else:
+            cells = _run_cells_here(cfg, matrix, dataset, out, progress)
         if cfg.eval.judge.enabled and cfg.eval.judge.pairwise:
             progress.update(len(cells), note="pairwise judging")
             judge_against_base(cfg, cells)
@@ -44,22 +47,25 @@ def run_study(cfg: ExperimentConfig, dataset: Path, out: Path, *, overwrite_repo
         progress.update(len(cells), note="writing the report")
         report = build_report(cfg, cells, dataset=dataset, loop=loop)
         report_dir = write_report(report, out / REPORT_DIR, overwrite=overwrite_report)
-    write_run_metadata(out, cfg, {"report": str(report_dir), "cells": [f"{c.model}/{c.variant}" for c in cells]})
+    summary = {
+        "report": str(report_dir),
+        "cells": [f"{c.model}/{c.variant}" for c in cells],
+        "executor": cfg.study.executor,
+        "tasks": {c.label: c.task for c in cells},  # where each cell ran, and whether it reused a finished run
+    }
+    write_run_metadata(out, cfg, summary)
     return out
 
 
-def _run_cell(cfg: ExperimentConfig, model: str, variant: Variant, dataset: Path, out: Path) -> StudyCell:
-    name = f"{slug(model)}-{variant}"
-    cfg_v = variant_config(cfg, model, variant)
-    train_summary = None
-    target: str | Path = model
-    if variant != "base":
-        run_dir, _ = train_variant(cfg_v, dataset, out / "runs" / name, reuse=cfg.study.reuse)
-        train_summary = read_json(run_dir / SUMMARY_FILE)
-        target = run_dir
-    result = evaluate_variant(cfg_v, target, dataset, out / "evals" / name, reuse=cfg.study.reuse)
-    label = f"{slug(model)}/{variant}"
-    return StudyCell(model, variant, label, train=train_summary, eval=result, eval_dir=out / "evals" / name)
+def _run_cells_here(
+    cfg: ExperimentConfig, matrix: list[tuple[str, Variant]], dataset: Path, out: Path, progress: Tracker
+) -> list[StudyCell]:
+    """The local executor: every cell in this process, one after another, in matrix order."""
+    cells: list[StudyCell] = []
+    for model, variant in matrix:
+        progress.update(len(cells), note=f"{slug(model)}/{variant}")
+        cells.append(run_cell(cfg, model, variant, dataset, out))
+    return cells
 
 
 def _predictions(cell: StudyCell) -> list[dict[str, Any]]:
