@@ -387,7 +387,7 @@ def contamination_line(report: dict[str, Any]) -> str:
     if entry.get("checked"):
         text += (
             " MCQ accuracy on clean questions leaves the contaminated ones out; a difference shown only on"
-            f" contaminated questions is not called real (verdict: {ONLY_CONTAMINATED})."
+            f' contaminated questions is not called real: its verdict reads "{ONLY_CONTAMINATED}".'
         )
     return text
 
