@@ -36,9 +36,9 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
+# sectune against its peers, one table of ratios (bench-out/bench.json); run it on a quiet machine.
 bench: setup
-	$(PY) benchmarks/bench_generate.py
-	$(PY) benchmarks/bench_train.py
+	$(VENV)/bin/sectune bench --out bench-out
 
 clean:
 	rm -rf demo-out .pytest_cache .ruff_cache .mypy_cache

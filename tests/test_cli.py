@@ -40,6 +40,7 @@ STAGE_COMMANDS = {
     "chat",
     "export",
     "ui",
+    "bench",
 }
 
 
@@ -101,3 +102,19 @@ def test_bad_override_value_is_exit_2(tmp_path):
     result = run_cli("demo", "--set", "train.lora.r=many", "--out", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "train.lora.r" in result.stderr
+
+
+def test_the_cli_method_choices_are_the_configs():
+    from typing import get_args
+
+    from sectune.cli import train as cli_train
+    from sectune.config import train as config_train
+
+    assert get_args(cli_train.Method) == get_args(config_train.Method)
+
+
+def test_help_imports_no_config_models_nor_torch():
+    heavy = "('pydantic', 'torch')"
+    probe = f"import sys; from sectune.cli.main import app; print(sorted(m for m in {heavy} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr

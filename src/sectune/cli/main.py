@@ -13,7 +13,7 @@ from enum import StrEnum
 
 import typer
 
-from sectune.cli import check, data, evaluate, generate, info, serve, train, ui
+from sectune.cli import bench, check, data, evaluate, generate, info, serve, train, ui
 
 app = typer.Typer(
     name="sectune",
@@ -23,7 +23,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-for module in (info, check, generate, data, train, evaluate, serve, ui):
+for module in (info, check, generate, data, train, evaluate, serve, ui, bench):
     module.register(app)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
 from sectune.cli.common import ConfigOption, OutOption, ResumeOption, Sets, console, load, set_option
-from sectune.config.train import Method
+
+# train.method's values, restated so that `sectune --help` does not import the config models (pydantic: ~0.3 s);
+# tests/test_cli.py checks it equals sectune.config.train.Method.
+Method = Literal["full", "lora", "qlora", "qlora-8bit"]
 
 
 def register(app: typer.Typer) -> None:
