@@ -23,6 +23,10 @@ MODES = ("bar", "plain", "off")
 DEFAULT_INTERVAL_S = 10.0
 STEP_FRACTION = 0.05  # a plain line at least every 5 % of the total
 
+# Set by the UI for its jobs (its Stop button sends SIGINT): the CLI then restores Python's Ctrl-C handler even
+# where SIGINT came ignored, as it does for every child of a UI started with ``nohup … &``.
+INTERRUPTIBLE = "SECTUNE_INTERRUPTIBLE"
+
 
 def progress_mode(stream: IO[str] | None = None) -> str:
     """bar on a terminal, plain elsewhere; SECTUNE_PROGRESS wins when set to a known mode."""

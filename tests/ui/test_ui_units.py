@@ -103,7 +103,9 @@ def test_a_job_runs_in_its_own_session_and_its_record_holds_no_secret(tmp_path):
 
 
 def test_a_job_found_from_its_record_alone_is_followed_and_stopped(tmp_path):
-    sleeper = jobs.subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    # a job hears SIGINT even where this process came with it ignored (SECTUNE_INTERRUPTIBLE): so does the sleeper
+    sleep = "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)"
+    sleeper = jobs.subprocess.Popen([sys.executable, "-c", sleep], start_new_session=True)
     record = jobs.Job("x", "generate", [], str(tmp_path / "gen"), sleeper.pid, time.time(), str(tmp_path / "x.log"))
     assert jobs.is_running(record)  # not a child of this UI process: found by pid and start time
     jobs.stop_job(record)

@@ -75,11 +75,21 @@ def _root(
     os.environ.setdefault("TQDM_DISABLE", "1")  # any other raw tqdm bar too (read when tqdm is imported)
 
 
+def _listen_for_interrupts() -> None:
+    """Ctrl-C handling even where SIGINT came ignored (a UI started with ``nohup … &``: its jobs inherit that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main() -> None:
     """Entry point: UserError, a usage error (bad option, missing argument ...) and an OS error on a named path
     → one line on stderr, exit 2; anything unexpected → one line, exit 1 (``--debug``: with the traceback)."""
     from sectune.errors import UserError
+    from sectune.progress import INTERRUPTIBLE
 
+    if os.environ.get(INTERRUPTIBLE) == "1":
+        _listen_for_interrupts()
     code = None
     try:
         code = app(standalone_mode=False, prog_name="sectune")

@@ -21,6 +21,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sectune.progress import INTERRUPTIBLE
 from sectune.runs import is_finished, write_json
 from sectune.ui.workspace import Workspace
 
@@ -49,7 +50,7 @@ def start_job(
     """Start ``sectune STAGE ARGS`` in the background; its run folder is ``out``."""
     job_id = f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{time.monotonic_ns() % 10**6:06d}"
     log = ws.folder("jobs") / f"{job_id}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(secret_env or {})}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", INTERRUPTIBLE: "1", **(secret_env or {})}
     command = [sys.executable, "-m", "sectune", "--progress", "plain", stage, *args]
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(

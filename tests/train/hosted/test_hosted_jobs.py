@@ -133,6 +133,14 @@ def test_a_job_that_never_ends_times_out_and_keeps_running(
     assert fake.cancels == [] and job.phase == "running" and job.polls >= 3  # followed for a while, left alone
 
 
+@pytest.fixture(autouse=True)
+def sigint_raises():
+    """Python's Ctrl-C handler, even where pytest came with SIGINT ignored (started by ``nohup … &``)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_at_poll(fake, poll: int) -> None:
     """Ctrl-C in the follow loop: SIGINT to the main thread while it waits for the ``poll``-th status."""
     main = threading.main_thread().ident
