@@ -19,10 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.train.test_multiprocess import COMMON, STEPS, TOLERANCE, _free_port, _losses
-
-from sectune.runs import read_json
-from sectune.train.api import is_finished, partial_dir
+from tests.train.test_multiprocess import COMMON, _free_port, assert_two_processes_match_one
 
 pytestmark = [
     pytest.mark.slow,
@@ -161,14 +158,7 @@ def test_fsdp_two_processes_match_one_process(method, fsdp_config, tiny_model_di
     run([sys.executable, *sectune_train(train_only_dataset, single, [*sets, "train.batch_size=4"])])
     run(launch_command(fsdp_config, *sectune_train(train_only_dataset, double, [*sets, "train.batch_size=2"])))
 
-    assert is_finished(double) and not partial_dir(double).exists()
-    one, two = read_json(single / "summary.json"), read_json(double / "summary.json")
-    assert (two["world_size"], two["effective_batch_size"], two["batch_size"]) == (2, 4, 2)
-    expected, got = _losses(single), _losses(double)
-    assert sorted(got) == sorted(expected) == list(range(1, STEPS + 1))
-    worst = max(abs(got[step] - expected[step]) for step in expected)
-    assert worst < TOLERANCE, (expected, got)
-    assert two["tokens_seen"] == one["tokens_seen"]
+    assert_two_processes_match_one(single, double)
     assert _listing(double) == _listing(single)  # rank 0 alone wrote it: nothing extra, nothing per rank
     saved = "model" if method == "full" else "adapter"
     shapes = _tensor_shapes(double / saved)

@@ -11,10 +11,7 @@ import sys
 
 import pytest
 from tests.train.test_fsdp_cpu import ACCELERATE_CONFIGS, launch_command, run, sectune_train
-from tests.train.test_multiprocess import COMMON, STEPS, TOLERANCE, _free_port, _losses
-
-from sectune.runs import read_json
-from sectune.train.api import is_finished, partial_dir
+from tests.train.test_multiprocess import COMMON, _free_port, assert_two_processes_match_one
 
 
 def _gpus() -> int:
@@ -38,12 +35,4 @@ def test_ddp_on_two_gpus_matches_one_gpu(tiny_model_dir, train_only_dataset, tmp
                          "--main_process_port", str(_free_port()))  # fmt: skip
     run([*ddp, *sectune_train(train_only_dataset, double, [*sets, "train.batch_size=2"])], CUDA_VISIBLE_DEVICES="0,1")
 
-    assert is_finished(double) and not partial_dir(double).exists()
-    one, two = read_json(single / "summary.json"), read_json(double / "summary.json")
-    assert (one["world_size"], one["effective_batch_size"]) == (1, 4)
-    assert (two["world_size"], two["effective_batch_size"], two["batch_size"]) == (2, 4, 2)
-    expected, got = _losses(single), _losses(double)
-    assert sorted(got) == sorted(expected) == list(range(1, STEPS + 1))
-    worst = max(abs(got[step] - expected[step]) for step in expected)
-    assert worst < TOLERANCE, (expected, got)
-    assert two["tokens_seen"] == one["tokens_seen"]
+    assert_two_processes_match_one(single, double)

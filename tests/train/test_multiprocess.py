@@ -79,6 +79,11 @@ def test_two_processes_match_one_process(method, tiny_model_dir, train_only_data
     _run(_train_command(train_only_dataset, single, [*sets, "train.batch_size=4"], 1))
     _run(_train_command(train_only_dataset, double, [*sets, "train.batch_size=2"], 2))
 
+    assert_two_processes_match_one(single, double)
+
+
+def assert_two_processes_match_one(single: Path, double: Path) -> None:
+    """``double`` (2 processes × batch 2) finished with the losses and tokens of ``single`` (1 × batch 4)."""
     assert is_finished(double) and not partial_dir(double).exists()
     one, two = read_json(single / "summary.json"), read_json(double / "summary.json")
     assert (one["world_size"], one["effective_batch_size"]) == (1, 4)
