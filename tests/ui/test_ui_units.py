@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -104,8 +105,14 @@ def test_a_job_runs_in_its_own_session_and_its_record_holds_no_secret(tmp_path):
 
 def test_a_job_found_from_its_record_alone_is_followed_and_stopped(tmp_path):
     # a job hears SIGINT even where this process came with it ignored (SECTUNE_INTERRUPTIBLE): so does the sleeper
-    sleep = "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); time.sleep(60)"
-    sleeper = jobs.subprocess.Popen([sys.executable, "-c", sleep], start_new_session=True)
+    sleep = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    sleeper = jobs.subprocess.Popen(
+        [sys.executable, "-c", sleep], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    assert sleeper.stdout is not None and sleeper.stdout.readline() == "ready\n"  # its handler is in place
     record = jobs.Job("x", "generate", [], str(tmp_path / "gen"), sleeper.pid, time.time(), str(tmp_path / "x.log"))
     assert jobs.is_running(record)  # not a child of this UI process: found by pid and start time
     jobs.stop_job(record)
