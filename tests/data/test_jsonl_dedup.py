@@ -67,6 +67,27 @@ def test_the_definition_normalises_and_slices_bytes():
     assert signature("Same text.").hashvalues.tolist() == signature("same   TEXT").hashvalues.tolist()
 
 
+def test_the_numpy_signature_is_datasketchs_minhash_of_the_crc32_shingles():
+    """signature() hashes all windows at once and permutes in numpy: it must stay datasketch's MinHash of
+    zlib.crc32 over shingles(), byte for byte (a datasketch scheme change, or a wrong CRC table, fails here)."""
+    import random
+    import zlib
+
+    from datasketch import MinHash
+
+    rng = random.Random(0)
+    alphabet = "abc def,ghé!\n✓日本"
+    texts = ["", "a", "abcd", "abcde", "abcdef", "Ab, cdef", "x" * 100]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 600))) for _ in range(100)]
+    for text in texts:
+        for num_perm in (128, 16):
+            expected = MinHash(num_perm=num_perm, seed=1, hashfunc=zlib.crc32, scheme="affine32")
+            expected.update_batch(shingles(text))
+            got = signature(text, num_perm)
+            assert got.hashvalues.tolist() == expected.hashvalues.tolist(), (text, num_perm)
+            assert got.jaccard(expected) == 1.0
+
+
 def test_generate_and_prep_call_the_same_pairs_near_duplicates():
     answer = "Enable multi-factor authentication, rotate the keys every ninety days and audit the access logs weekly."
     pairs = [

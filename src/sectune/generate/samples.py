@@ -10,6 +10,7 @@ The local 135M model cannot write JSON (ENVIRONMENT.md): it is asked for "Questi
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -58,8 +59,16 @@ def response_format(kind: str = "json_object", turns: int = 1) -> dict[str, Any]
     the provider falls back to it when a server refuses json_schema with a 400)."""
     if kind != "json_schema":
         return {"type": "json_object"}
-    name, model = ("conversation", ConversationSchema) if turns > 1 else ("sample", SampleSchema)
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": strict_schema(model), "strict": True}}
+    return json.loads(_json_schema_format(turns > 1))  # a fresh copy: callers may change theirs
+
+
+@functools.cache
+def _json_schema_format(conversation: bool) -> str:
+    """Built once per process: pydantic's schema generation costs ~1 ms CPU, and every request sends it."""
+    name, model = ("conversation", ConversationSchema) if conversation else ("sample", SampleSchema)
+    return json.dumps(
+        {"type": "json_schema", "json_schema": {"name": name, "schema": strict_schema(model), "strict": True}}
+    )
 
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,11 +19,14 @@ SLOT_PROBE_TIMEOUT_S = 3.0
 
 
 class OpenAIProvider:
-    """Chat completions through ``openai.AsyncOpenAI``; the client's own retries are off (the engine retries).
+    """Chat completions as plain JSON POSTs on one aiohttp session (:class:`JsonPoster`); streaming through
+    ``openai.AsyncOpenAI``. Neither retries: the request layer does (sectune.llm.requests).
 
-    The client runs on the SDK's aiohttp transport (``openai[aiohttp]``, the SDK's documented choice for high
-    concurrency): at 64 requests in flight it costs ~0.5 ms less CPU per request than the default httpx pool,
-    whose per-request connection scan grows with the number of open connections (benchmarks/bench_generate.py).
+    Why not the SDK for every request: at 64 requests in flight its POST path (httpx2 request and URL models,
+    header merging, auth hooks, response wrappers) costs ~2.1 ms CPU per request on a 2-core AVX2 EPYC, more
+    than the 2 ms sectune's whole per-sample budget allows; the same POST on a bare aiohttp session costs a
+    fraction of that (``sectune bench --only generate``; docs/performance.md). Its semantics are the SDK's: the
+    same base URL (``OPENAI_BASE_URL`` included), headers, timeout, and the same error kinds.
     """
 
     name = "openai"
@@ -44,6 +48,7 @@ class OpenAIProvider:
             http_client=aiohttp_client(openai, timeout),
         )
         self.base_url = str(self._client.base_url)
+        self._poster = JsonPoster(self.base_url, api_key or "not-needed", timeout, key=api_key)
         self.json_schema_refused = False  # the server answered 400 to a json_schema response_format
         self._slots: int | None = None
         self._slots_probed = False
@@ -75,19 +80,9 @@ class OpenAIProvider:
 
     async def _chat(self, messages: Messages, request: dict[str, Any]) -> Completion:
         body = {key: value for key, value in request.items() if key != "timeout"}
-        options = {"timeout": request["timeout"]} if "timeout" in request else {}
-        try:
-            # The client's POST with a plain JSON body and a plain JSON answer: our messages are already plain
-            # dicts, and skipping chat.completions.create's typed-param transform and response models saves
-            # ~1 ms CPU per request (profiled), which bounds throughput at high concurrency on a small machine.
-            response = await self._client.post(  # type: ignore[call-overload]
-                "/chat/completions",
-                body={"model": self.model, "messages": messages, **body},
-                cast_to=dict,
-                options=options,
-            )
-        except Exception as exc:
-            raise classify_openai_error(exc, self._key) from None
+        response = await self._poster.post(
+            "/chat/completions", {"model": self.model, "messages": messages, **body}, timeout=request.get("timeout")
+        )
         return completion_from_json(response)
 
     async def stream(self, messages: Messages, on_text: Any, **params: Any) -> Completion:
@@ -117,11 +112,10 @@ class OpenAIProvider:
 
     async def post_json(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
         """A plain JSON POST to the server (e.g. ``/completions``); errors become :class:`ProviderError`."""
-        options = {"timeout": timeout} if timeout is not None else {}
-        try:
-            return await self._client.post(path, body=body, cast_to=dict, options=options)  # type: ignore[call-overload]
-        except Exception as exc:
-            raise classify_openai_error(exc, self._key) from None
+        answer = await self._poster.post(path, body, timeout=timeout)
+        if not isinstance(answer, dict):
+            raise ProviderError("empty_response", f"{path} answered {type(answer).__name__}, not a JSON object")
+        return answer
 
     async def server_slots(self) -> int | None:
         """How many requests a local server generates at once, where it says so (llama.cpp's ``/props``
@@ -136,7 +130,86 @@ class OpenAIProvider:
         return self._slots
 
     async def aclose(self) -> None:
+        await self._poster.aclose()
         await self._client.close()
+
+
+class JsonPoster:
+    """JSON POSTs to one server on one aiohttp session; HTTP and transport errors become :class:`ProviderError`
+    with the kinds the SDK's exceptions map to (:func:`status_error`, :func:`transport_error`).
+
+    The session opens on the first request, in the event loop that sends it; a later event loop (a second
+    ``asyncio.run``) gets a session of its own. Its connector has no connection limit: the request layer
+    bounds the requests in flight.
+    """
+
+    def __init__(self, base_url: str, api_key: str, timeout: float, *, key: str | None = None) -> None:
+        import sectune
+
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout
+        self._key = key  # redacted from every error message
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"sectune/{sectune.__version__}",
+        }
+        for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
+            if os.environ.get(variable):  # what the SDK sends when these are set
+                self._headers[header] = os.environ[variable]
+        self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def post(self, path: str, body: dict[str, Any], *, timeout: float | None = None) -> Any:
+        """The decoded JSON answer to a POST of ``body`` to ``path`` (under the base URL)."""
+        import aiohttp
+
+        limit = aiohttp.ClientTimeout(total=timeout if timeout is not None else self._timeout)
+        try:
+            async with self._session_here().post(
+                self._base + path, data=json.dumps(body), headers=self._headers, timeout=limit
+            ) as response:
+                raw = await response.read()
+                if response.status >= 400:
+                    text = raw.decode("utf-8", "replace")
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    raise status_error(
+                        response.status, f"Error code: {response.status} - {text}", retry_after, self._key
+                    )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise transport_error(exc, self._key) from None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise ProviderError("empty_response", f"{path} answered {len(raw)} bytes that are not JSON") from None
+
+    def _session_here(self) -> Any:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
+            if self._session is not None:
+                self._session.detach()  # bound to an event loop that has ended: nothing left to close
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            self._loop = loop
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = self._loop = None
+
+
+def transport_error(exc: BaseException, key: str | None = None) -> ProviderError:
+    """A failure before any HTTP status: a timeout, or a refused, reset or dropped connection."""
+    if isinstance(exc, TimeoutError):  # asyncio's and aiohttp's timeouts are TimeoutErrors
+        return ProviderError("timeout", "Request timed out.")
+    refused = connection_failure(exc)
+    cause = refused if refused is not None else exc
+    return ProviderError("connection", redact(f"cannot connect ({type(cause).__name__}: {cause})", key)[:300])
 
 
 def is_json_schema(response_format: Any) -> bool:
@@ -238,16 +311,21 @@ def classify_sdk_error(sdk: Any, exc: Exception, key: str | None = None) -> Prov
         kind = "timeout" if isinstance(exc, sdk.APITimeoutError) else "connection"
         return ProviderError(kind, message)
     if isinstance(exc, sdk.APIStatusError):
-        status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-        if status == 429:
-            return ProviderError("rate_limit", message, retry_after=retry_after, status=status)
-        if status in (401, 403):
-            return ProviderError("auth", message, status=status)
-        if status >= 500:  # includes Anthropic's 529 "overloaded"
-            return ProviderError("server_error", message, retry_after=retry_after, status=status)
-        return ProviderError("bad_request", message, status=status)
+        return status_error(exc.status_code, message, retry_after)
     return ProviderError(type(exc).__name__, message)
+
+
+def status_error(status: int, message: str, retry_after: float | None, key: str | None = None) -> ProviderError:
+    """The error kind of an HTTP error status (the request layer retries rate_limit and server_error)."""
+    message = redact(message, key)[:300]
+    if status == 429:
+        return ProviderError("rate_limit", message, retry_after=retry_after, status=status)
+    if status in (401, 403):
+        return ProviderError("auth", message, status=status)
+    if status >= 500:  # includes Anthropic's 529 "overloaded"
+        return ProviderError("server_error", message, retry_after=retry_after, status=status)
+    return ProviderError("bad_request", message, status=status)
 
 
 def connection_failure(exc: BaseException) -> BaseException | None:
