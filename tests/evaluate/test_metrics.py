@@ -124,3 +124,27 @@ def test_continuation_logprobs_equal_a_full_unpadded_forward(tiny_model_dir):
         full = torch.log_softmax(logits, dim=-1)
         expected = [float(full[pos, ids[pos + 1]]) for pos in range(prompt_len - 1, len(ids) - 1)]
         assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_shared_prompt_logprobs_equal_each_sequence_scored_whole(tiny_model_dir):
+    """The shared prefix, each prompt and each continuation computed once on a KV cache give the numbers of
+    prompt + continuation run whole: uneven prompts over a common prefix, continuations of 1 to 4 tokens."""
+    from sectune.models.load import load_for_inference
+
+    model, tokenizer = load_for_inference(tiny_model_dir)
+    head = tokenizer("System: you answer security questions.\nUser:", add_special_tokens=False)["input_ids"]
+    prompts = [head + tokenizer(q, add_special_tokens=False)["input_ids"] for q in (" What is a VPN?", " Hi", " MFA?")]
+    continuations = [
+        [tokenizer(t, add_special_tokens=False)["input_ids"] for t in (" A tunnel.", " B", " It encrypts traffic.")],
+        [tokenizer(" Hello there", add_special_tokens=False)["input_ids"], []],
+        [tokenizer(" Two factors of proof", add_special_tokens=False)["input_ids"]],
+    ]
+    assert any(len(c) == 1 for conts in continuations for c in conts) and max(map(len, continuations[0])) >= 3
+    pad = tokenizer.pad_token_id
+    next_logprobs, per_token = metrics.shared_prompt_logprobs(model, prompts, continuations, pad)
+    assert next_logprobs.shape == metrics.next_token_logprobs(model, prompts, pad).shape
+    assert (next_logprobs - metrics.next_token_logprobs(model, prompts, pad)).abs().max() < 1e-5
+    for prompt, conts, got in zip(prompts, continuations, per_token, strict=True):
+        for cont, values in zip(conts, got, strict=True):
+            expected = metrics.continuation_logprobs(model, [(prompt + cont, len(prompt))], pad)[0] if cont else []
+            assert values == pytest.approx(expected, abs=1e-5)

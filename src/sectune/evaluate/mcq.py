@@ -29,7 +29,7 @@ import numpy as np
 
 from sectune.data.contamination import BENCHMARK_DIR, PACKAGED, benchmark_name  # one list of packaged sets
 from sectune.errors import UserError
-from sectune.evaluate.metrics import continuation_logprobs, next_token_logprobs
+from sectune.evaluate.metrics import shared_prompt_logprobs
 from sectune.evaluate.stats import mean_with_interval
 
 INSTRUCTION_SINGLE = "Answer with the letter of the correct option."
@@ -303,34 +303,61 @@ def option_scores(
 
     ``letter``: log-prob of the letter (or, for multi-answer questions, of the sorted letter string, per token).
     ``option``: mean log-prob per token of the option's text as the answer.
-    Single-token letters take one forward pass per question (the next-token distribution after the prompt).
+    Single-token letters take one forward pass per question (the next-token distribution after the prompt);
+    options are scored on their question's prompt computed once, and a batch's shared prefix (system prompt,
+    chat header) once for the batch (``metrics.shared_prompt_logprobs``); batches are sorted by length.
     ``model`` is a local model or a :class:`Scorer` (an endpoint's log-likelihoods: the same numbers).
     """
     if method == "letter" and not multi and not isinstance(model, Scorer):
         fast = _letter_scores_one_pass(model, tokenizer, questions, batch_size=batch_size)
         if fast is not None:
             return fast
-    jobs: list[tuple[int, str, tuple[list[int], int]]] = []
-    for qi, question in enumerate(questions):
+    prompts: list[list[int]] = []
+    candidates: list[list[tuple[str, list[int]]]] = []
+    for question in questions:
         prompt, prefix = prompt_and_prefix(tokenizer, question, multi=multi)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        for key, text in _candidates(question, method, multi=multi, prefix=prefix):
-            cont = tokenizer(text, add_special_tokens=False)["input_ids"]
-            jobs.append((qi, key, (prompt_ids + cont, len(prompt_ids))))
-    scores: list[dict[str, float]] = [{} for _ in questions]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    width = len(jobs) if isinstance(model, Scorer) else max(batch_size, 1) * 4  # a server batches what it gets
-    for start in range(0, len(jobs), max(width, 1)):
-        chunk = jobs[start : start + width]
-        sequences = [seq for _, _, seq in chunk]
-        per_token = (
-            model.continuations(sequences)
-            if isinstance(model, Scorer)
-            else continuation_logprobs(model, sequences, pad)
+        prompts.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        candidates.append(
+            [
+                (key, tokenizer(text, add_special_tokens=False)["input_ids"])
+                for key, text in _candidates(question, method, multi=multi, prefix=prefix)
+            ]
         )
-        for (qi, key, _), values in zip(chunk, per_token, strict=True):
-            scores[qi][key] = float(np.mean(values)) if values else float("-inf")
+    if isinstance(model, Scorer):
+        return _endpoint_scores(model, prompts, candidates)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[dict[str, float]] = [{} for _ in questions]
+    for batch in _length_sorted_batches(prompts, batch_size):
+        conts = [[ids for _, ids in candidates[qi]] for qi in batch]
+        _, per_token = shared_prompt_logprobs(model, [prompts[qi] for qi in batch], conts, pad)
+        for qi, values in zip(batch, per_token, strict=True):
+            scores[qi] = {
+                key: float(np.mean(v)) if v else float("-inf")
+                for (key, _), v in zip(candidates[qi], values, strict=True)
+            }
     return scores
+
+
+def _endpoint_scores(
+    scorer: Scorer, prompts: list[list[int]], candidates: list[list[tuple[str, list[int]]]]
+) -> list[dict[str, float]]:
+    """Scores from an endpoint: every prompt + candidate sent at once (a server batches what it gets)."""
+    jobs = [
+        (qi, key, (prompts[qi] + ids, len(prompts[qi]))) for qi, cands in enumerate(candidates) for key, ids in cands
+    ]
+    scores: list[dict[str, float]] = [{} for _ in prompts]
+    per_token = scorer.continuations([seq for _, _, seq in jobs]) if jobs else []
+    for (qi, key, _), values in zip(jobs, per_token, strict=True):
+        scores[qi][key] = float(np.mean(values)) if values else float("-inf")
+    return scores
+
+
+def _length_sorted_batches(prompts: Sequence[list[int]], batch_size: int) -> list[list[int]]:
+    """Question indices in batches of similar prompt length, longest first (lm-eval's order): little padding,
+    and a batch that runs out of memory does so at once."""
+    order = sorted(range(len(prompts)), key=lambda qi: -len(prompts[qi]))
+    size = max(batch_size, 1)
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
 @runtime_checkable
@@ -353,11 +380,11 @@ def _letter_scores_one_pass(
             return None
         letter_ids.append({letter: tokens[0] for letter, tokens in ids.items()})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = []
-    for start in range(0, len(prompts), max(batch_size, 1)):
-        logprobs = next_token_logprobs(model, prompts[start : start + batch_size], pad)
-        for row, ids in zip(logprobs, letter_ids[start : start + batch_size], strict=True):
-            scores.append({letter: float(row[token]) for letter, token in ids.items()})
+    scores: list[dict[str, float]] = [{} for _ in questions]
+    for batch in _length_sorted_batches(prompts, batch_size):
+        logprobs, _ = shared_prompt_logprobs(model, [prompts[qi] for qi in batch], [[] for _ in batch], pad)
+        for qi, row in zip(batch, logprobs, strict=True):
+            scores[qi] = {letter: float(row[token]) for letter, token in letter_ids[qi].items()}
     return scores
 
 

@@ -172,6 +172,139 @@ def next_token_logprobs(model: Any, prompts: Sequence[list[int]], pad_id: int) -
     return logprobs[torch.arange(len(prompts)), cols]
 
 
+def shared_prompt_logprobs(
+    model: Any, prompts: Sequence[list[int]], continuations: Sequence[Sequence[list[int]]], pad_id: int
+) -> tuple[Any, list[list[list[float]]]]:
+    """Every prompt's next-token log-probabilities (a (len(prompts), vocab) tensor) and, per prompt, the
+    per-token log-probabilities of each of its continuations, with every shared token computed once:
+
+    1. the prompts' common prefix (the system prompt and chat header of an MCQ batch) in one row, its KV cache
+       repeated for every prompt;
+    2. each prompt's rest on that cache, right-padded (positions given explicitly, pads masked);
+    3. each continuation without its last token on its own prompt's cache (the first token's log-prob is the
+       prompt's next-token distribution, so a one-token continuation costs no forward at all).
+
+    The numbers are those of :func:`continuation_logprobs` over prompt + continuation (tests hold them equal);
+    the work is not: option scoring used to run the prompt once per option. Needs a model whose forward takes
+    a ``cache`` and ``position_ids`` (every decoder-only model in transformers 5).
+    """
+    import torch
+
+    device = getattr(model, "device", torch.device("cpu"))
+    count = len(prompts)
+    shared = _common_prefix(prompts)[: min(len(p) for p in prompts) - 1]  # every prompt keeps a token of its own
+    with torch.inference_mode():
+        cache = None
+        if shared:
+            first = model(input_ids=torch.tensor([shared], device=device), use_cache=True, logits_to_keep=1)
+            cache = getattr(first, "cache", None)
+            if cache is None:  # a model that keeps no KV cache: every prompt whole
+                shared = []
+            else:
+                cache.batch_repeat_interleave(count)
+        rests = [list(p[len(shared) :]) for p in prompts]
+        ids, rest_mask = _right_padded(rests, pad_id)
+        mask = torch.cat([torch.ones((count, len(shared)), dtype=torch.long), rest_mask], dim=1)
+        lasts = [len(r) - 1 for r in rests]
+        keep = sorted(set(lasts))
+        wants_cache = any(len(c) > 1 for conts in continuations for c in conts)
+        out = model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=_positions([len(shared)] * count, ids.shape[1]).to(device),
+            cache=cache,
+            use_cache=wants_cache,
+            logits_to_keep=torch.tensor(keep, dtype=torch.long, device=device),
+        )
+        logits = out.logits
+        if logits.shape[1] != len(keep):  # a model class without logits_to_keep: every position came back
+            logits = logits[:, torch.tensor(keep, device=logits.device)]
+        column = {pos: col for col, pos in enumerate(keep)}
+        logits = logits[torch.arange(count), torch.tensor([column[last] for last in lasts])]
+        next_logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        if wants_cache and getattr(out, "cache", None) is None:
+            later = _later_token_logprobs_whole(model, prompts, continuations, pad_id)
+        else:
+            later = _later_token_logprobs(
+                model, getattr(out, "cache", None), mask, rests, len(shared), continuations, pad_id
+            )
+    results = [
+        [[float(next_logprobs[row, c[0]]), *later.get((row, j), [])] if c else [] for j, c in enumerate(conts)]
+        for row, conts in enumerate(continuations)
+    ]
+    return next_logprobs, results
+
+
+def _later_token_logprobs(
+    model: Any,
+    cache: Any,
+    mask: Any,
+    rests: list[list[int]],
+    shared_len: int,
+    continuations: Sequence[Sequence[list[int]]],
+    pad_id: int,
+) -> dict[tuple[int, int], list[float]]:
+    """Log-probs of each continuation's 2nd and later tokens, keyed (prompt row, continuation index)."""
+    import torch
+
+    rows = [(row, j, c) for row, conts in enumerate(continuations) for j, c in enumerate(conts) if len(c) > 1]
+    if not rows:
+        return {}
+    device = getattr(model, "device", torch.device("cpu"))
+    owners = torch.tensor([row for row, _, _ in rows], dtype=torch.long)
+    cache.batch_select_indices(owners.to(device))  # one cache row per continuation: its prompt's
+    ids, cont_mask = _right_padded([c[:-1] for _, _, c in rows], pad_id)
+    starts = [shared_len + len(rests[row]) for row, _, _ in rows]
+    logits = model(
+        input_ids=ids.to(device),
+        attention_mask=torch.cat([mask[owners], cont_mask], dim=1).to(device),
+        position_ids=_positions(starts, ids.shape[1]).to(device),
+        cache=cache,
+        use_cache=False,
+    ).logits
+    logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+    return {
+        (row, j): [float(logprobs[k, t, c[t + 1]]) for t in range(len(c) - 1)] for k, (row, j, c) in enumerate(rows)
+    }
+
+
+def _later_token_logprobs_whole(
+    model: Any, prompts: Sequence[list[int]], continuations: Sequence[Sequence[list[int]]], pad_id: int
+) -> dict[tuple[int, int], list[float]]:
+    """The same as :func:`_later_token_logprobs` for a model without a KV cache: prompt + continuation whole."""
+    rows = [(row, j, c) for row, conts in enumerate(continuations) for j, c in enumerate(conts) if len(c) > 1]
+    sequences = [(list(prompts[row]) + list(c), len(prompts[row]) + 1) for row, _, c in rows]
+    values = continuation_logprobs(model, sequences, pad_id) if sequences else []
+    return {(row, j): v for (row, j, _), v in zip(rows, values, strict=True)}
+
+
+def _common_prefix(id_lists: Sequence[list[int]]) -> list[int]:
+    first = id_lists[0]
+    length = 0
+    while length < len(first) and all(len(ids) > length and ids[length] == first[length] for ids in id_lists):
+        length += 1
+    return list(first[:length])
+
+
+def _right_padded(id_lists: Sequence[list[int]], pad_id: int) -> tuple[Any, Any]:
+    """(input ids, attention mask) of right-padded rows."""
+    import torch
+
+    width = max(1, max(len(ids) for ids in id_lists))
+    ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+    for row, values in enumerate(id_lists):
+        ids[row, : len(values)] = torch.tensor(values, dtype=torch.long)
+        mask[row, : len(values)] = 1
+    return ids, mask
+
+
+def _positions(starts: Sequence[int], width: int) -> Any:
+    import torch
+
+    return torch.tensor(starts, dtype=torch.long)[:, None] + torch.arange(width)[None, :]
+
+
 def _kept_logprobs(model: Any, id_lists: Sequence[list[int]], pad_id: int, positions: list[int]) -> Any:
     """Log-softmax at ``positions`` of a right-padded batch: a (batch, len(positions), vocab) CPU tensor."""
     import torch
