@@ -144,8 +144,6 @@ class JsonPoster:
     """
 
     def __init__(self, base_url: str, api_key: str, timeout: float, *, key: str | None = None) -> None:
-        import sectune
-
         self._base = base_url.rstrip("/")
         self._timeout = timeout
         self._key = key  # redacted from every error message
@@ -153,7 +151,7 @@ class JsonPoster:
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "User-Agent": f"sectune/{sectune.__version__}",
+            "User-Agent": user_agent(),
         }
         for header, variable in (("OpenAI-Organization", "OPENAI_ORG_ID"), ("OpenAI-Project", "OPENAI_PROJECT_ID")):
             if os.environ.get(variable):  # what the SDK sends when these are set
@@ -201,6 +199,15 @@ class JsonPoster:
         if self._session is not None and self._loop is asyncio.get_running_loop():
             await self._session.close()
         self._session = self._loop = None
+
+
+def user_agent() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"sectune/{version('sectune')}"
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "sectune"
 
 
 def transport_error(exc: BaseException, key: str | None = None) -> ProviderError:
