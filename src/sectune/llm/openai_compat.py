@@ -1,4 +1,5 @@
-"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, LM Studio, ...) via the official client."""
+"""Any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp, LM Studio, ...): plain JSON POSTs for chat
+completions, the official client for streaming."""
 
 from __future__ import annotations
 
