@@ -129,6 +129,8 @@ def test_continuation_logprobs_equal_a_full_unpadded_forward(tiny_model_dir):
 def test_shared_prompt_logprobs_equal_each_sequence_scored_whole(tiny_model_dir):
     """The shared prefix, each prompt and each continuation computed once on a KV cache give the numbers of
     prompt + continuation run whole: uneven prompts over a common prefix, continuations of 1 to 4 tokens."""
+    import torch
+
     from sectune.models.load import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
@@ -142,8 +144,11 @@ def test_shared_prompt_logprobs_equal_each_sequence_scored_whole(tiny_model_dir)
     assert any(len(c) == 1 for conts in continuations for c in conts) and max(map(len, continuations[0])) >= 3
     pad = tokenizer.pad_token_id
     next_logprobs, per_token = metrics.shared_prompt_logprobs(model, prompts, continuations, pad)
-    assert next_logprobs.shape == metrics.next_token_logprobs(model, prompts, pad).shape
-    assert (next_logprobs - metrics.next_token_logprobs(model, prompts, pad)).abs().max() < 1e-5
+    assert next_logprobs.shape == (len(prompts), model.config.vocab_size)
+    for prompt, row in zip(prompts, next_logprobs, strict=True):
+        with torch.inference_mode():
+            whole = torch.log_softmax(model(input_ids=torch.tensor([prompt])).logits[0, -1].float(), dim=-1)
+        assert (row - whole).abs().max() < 1e-5
     for prompt, conts, got in zip(prompts, continuations, per_token, strict=True):
         for cont, values in zip(conts, got, strict=True):
             expected = metrics.continuation_logprobs(model, [(prompt + cont, len(prompt))], pad)[0] if cont else []

@@ -161,15 +161,7 @@ def continuation_logprobs(model: Any, sequences: Sequence[tuple[list[int], int]]
     return result
 
 
-def next_token_logprobs(model: Any, prompts: Sequence[list[int]], pad_id: int) -> Any:
-    """Log-probabilities of the next token after each prompt: a (len(prompts), vocab) tensor."""
-    import torch
-
-    needed = sorted({len(ids) - 1 for ids in prompts})
-    logprobs = _kept_logprobs(model, prompts, pad_id, needed)
-    column = {pos: col for col, pos in enumerate(needed)}
-    cols = torch.tensor([column[len(ids) - 1] for ids in prompts], dtype=torch.long)
-    return logprobs[torch.arange(len(prompts)), cols]
+Rows = list[tuple[int, int, list[int]]]  # (prompt row, continuation index, its ids): those of 2+ tokens
 
 
 def shared_prompt_logprobs(
@@ -207,13 +199,13 @@ def shared_prompt_logprobs(
         mask = torch.cat([torch.ones((count, len(shared)), dtype=torch.long), rest_mask], dim=1)
         lasts = [len(r) - 1 for r in rests]
         keep = sorted(set(lasts))
-        wants_cache = any(len(c) > 1 for conts in continuations for c in conts)
+        rows: Rows = [(row, j, c) for row, conts in enumerate(continuations) for j, c in enumerate(conts) if len(c) > 1]
         out = model(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             position_ids=_positions([len(shared)] * count, ids.shape[1]).to(device),
             cache=cache,
-            use_cache=wants_cache,
+            use_cache=bool(rows),  # only later continuation tokens need the prompts' cache
             logits_to_keep=torch.tensor(keep, dtype=torch.long, device=device),
         )
         logits = out.logits
@@ -222,12 +214,13 @@ def shared_prompt_logprobs(
         column = {pos: col for col, pos in enumerate(keep)}
         logits = logits[torch.arange(count), torch.tensor([column[last] for last in lasts])]
         next_logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        if wants_cache and getattr(out, "cache", None) is None:
-            later = _later_token_logprobs_whole(model, prompts, continuations, pad_id)
+        cache = getattr(out, "cache", None)
+        if not rows:
+            later: dict[tuple[int, int], list[float]] = {}
+        elif cache is None:  # a model that keeps no KV cache: prompt + continuation whole
+            later = _later_token_logprobs_whole(model, prompts, rows, pad_id)
         else:
-            later = _later_token_logprobs(
-                model, getattr(out, "cache", None), mask, rests, len(shared), continuations, pad_id
-            )
+            later = _later_token_logprobs(model, cache, mask, [len(shared) + len(r) for r in rests], rows, pad_id)
     results = [
         [[float(next_logprobs[row, c[0]]), *later.get((row, j), [])] if c else [] for j, c in enumerate(conts)]
         for row, conts in enumerate(continuations)
@@ -236,25 +229,16 @@ def shared_prompt_logprobs(
 
 
 def _later_token_logprobs(
-    model: Any,
-    cache: Any,
-    mask: Any,
-    rests: list[list[int]],
-    shared_len: int,
-    continuations: Sequence[Sequence[list[int]]],
-    pad_id: int,
+    model: Any, cache: Any, mask: Any, prompt_lens: list[int], rows: Rows, pad_id: int
 ) -> dict[tuple[int, int], list[float]]:
-    """Log-probs of each continuation's 2nd and later tokens, keyed (prompt row, continuation index)."""
+    """Log-probs of each continuation's 2nd and later tokens on its prompt's cache, keyed (row, index)."""
     import torch
 
-    rows = [(row, j, c) for row, conts in enumerate(continuations) for j, c in enumerate(conts) if len(c) > 1]
-    if not rows:
-        return {}
     device = getattr(model, "device", torch.device("cpu"))
     owners = torch.tensor([row for row, _, _ in rows], dtype=torch.long)
     cache.batch_select_indices(owners.to(device))  # one cache row per continuation: its prompt's
     ids, cont_mask = _right_padded([c[:-1] for _, _, c in rows], pad_id)
-    starts = [shared_len + len(rests[row]) for row, _, _ in rows]
+    starts = [prompt_lens[row] for row, _, _ in rows]
     logits = model(
         input_ids=ids.to(device),
         attention_mask=torch.cat([mask[owners], cont_mask], dim=1).to(device),
@@ -269,12 +253,11 @@ def _later_token_logprobs(
 
 
 def _later_token_logprobs_whole(
-    model: Any, prompts: Sequence[list[int]], continuations: Sequence[Sequence[list[int]]], pad_id: int
+    model: Any, prompts: Sequence[list[int]], rows: Rows, pad_id: int
 ) -> dict[tuple[int, int], list[float]]:
     """The same as :func:`_later_token_logprobs` for a model without a KV cache: prompt + continuation whole."""
-    rows = [(row, j, c) for row, conts in enumerate(continuations) for j, c in enumerate(conts) if len(c) > 1]
     sequences = [(list(prompts[row]) + list(c), len(prompts[row]) + 1) for row, _, c in rows]
-    values = continuation_logprobs(model, sequences, pad_id) if sequences else []
+    values = continuation_logprobs(model, sequences, pad_id)
     return {(row, j): v for (row, j, _), v in zip(rows, values, strict=True)}
 
 
@@ -309,12 +292,7 @@ def _kept_logprobs(model: Any, id_lists: Sequence[list[int]], pad_id: int, posit
     """Log-softmax at ``positions`` of a right-padded batch: a (batch, len(positions), vocab) CPU tensor."""
     import torch
 
-    width = max(len(ids) for ids in id_lists)
-    input_ids = torch.full((len(id_lists), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(id_lists), width), dtype=torch.long)
-    for row, ids in enumerate(id_lists):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
+    input_ids, attention = _right_padded(id_lists, pad_id)
     device = getattr(model, "device", torch.device("cpu"))
     keep = torch.tensor(positions, dtype=torch.long)
     batch = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device)}
