@@ -33,17 +33,21 @@ def _get(url: str) -> object:
 def test_the_fake_one_slot_server_queues_and_cancels_requests_whose_client_left():
     import openai
 
-    async def three_at_once(base_url: str) -> list:  # the bare client: sectune would cap these at one slot
-        async with openai.AsyncOpenAI(base_url=base_url, api_key="k", timeout=0.3, max_retries=0) as client:
+    async def three_at_once(base_url: str, fake: FakeOpenAI) -> list:  # the bare client: sectune caps at one slot
+        # The first holds the slot for 1 s; the two queued behind it give up at 0.3 s, while it still generates
+        # (timed out together, a queued one could take the freed slot before its own hang-up reached the server).
+        async with openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0) as client:
             messages = [{"role": "user", "content": "hi"}]
-            asks = (client.chat.completions.create(model="m", messages=messages) for _ in range(3))
-            return await asyncio.gather(*asks, return_exceptions=True)
+            first = asyncio.ensure_future(client.chat.completions.create(model="m", messages=messages, timeout=1.0))
+            await _until(lambda: fake.generating == 1)
+            queued = (client.chat.completions.create(model="m", messages=messages, timeout=0.3) for _ in range(2))
+            return await asyncio.gather(first, *queued, return_exceptions=True)
 
     with FakeOpenAI(responder=lambda body: "word " * 40, slots=1, token_delay=SLOW) as fake:
         root = fake.base_url.removesuffix("/v1")
         assert _get(f"{root}/props")["total_slots"] == 1
         assert _get(f"{root}/slots") == [{"id": 0, "is_processing": False}]
-        results = asyncio.run(three_at_once(fake.base_url))
+        results = asyncio.run(three_at_once(fake.base_url, fake))
         all_cancelled = asyncio.run(_until(lambda: fake.generations_cancelled == 3))
     assert all(isinstance(r, openai.APITimeoutError) for r in results)
     assert fake.max_in_flight == 3  # all three reached the server ...
