@@ -92,3 +92,27 @@ def test_quick_generate_and_eval_areas_measure_without_installing_a_peer(tmp_pat
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("pyvenv.cfg"))
     heldout = [m for m in rows.values() if m["area"] == "eval" and m["baseline"] == "one at a time"]
     assert heldout and heldout[0]["value"] > 0
+
+
+def test_the_gpu_areas_random_folder_trains_with_its_overrides_and_is_planned(tmp_path):
+    """The gpu area's plumbing on the CPU: a random-init folder of a (tiny) architecture, rows fitted to a token
+    length under its tokenizer, one sectune LoRA step with the area's overrides, and the plan of that run."""
+    from sectune.bench import gpu
+    from sectune.bench.train import Job, longest_row_tokens, plan_for, run_variant
+    from sectune.registry.models import Architecture
+
+    arch = Architecture(
+        params_b=0.000245, hidden_size=64, num_layers=2, intermediate_size=128, vocab_size=512, num_heads=4,
+        num_kv_heads=2,
+    )  # fmt: skip
+    model = gpu.random_model("tiny", tmp_path / "cache", arch)
+    assert gpu.random_model("tiny", tmp_path / "cache", arch) == model  # kept between runs
+    dataset = gpu.fitted_dataset(tmp_path / "data", model, rows=4, tokens=200)
+    longest = longest_row_tokens(str(model), dataset)
+    assert 180 <= longest <= 200  # fitted to 200 tokens
+    job = Job("lora", dataset, tmp_path / "lora", steps=1, model=str(model), sets=gpu.folder_sets())
+    result = run_variant(job, say=lambda _: None)
+    assert result["global_step"] == 1 and result["trainable_params"] > 0
+    planned = plan_for(job, result, longest, arch)["for_longest_row"]
+    assert planned["max_length"] == longest and planned["method"] == "lora" and planned["batch_size"] == 1
+    assert planned["total_gb"] >= planned["overhead_gb"] > 0

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from sectune.cli.main import app
 from sectune.config import load_config
 from sectune.registry.models import ATTENTION, Architecture, get_model
-from sectune.train.plan import estimate, lora_params, plan
+from sectune.train.plan import estimate, llama_config, lora_params, plan
 
 # Llama-2-13B's published architecture (not in the registry)
 LLAMA2_13B = Architecture(
@@ -59,18 +59,11 @@ def test_methods_rank_by_memory_and_checkpointing_saves_activations():
 def test_lora_parameter_count_matches_peft_on_smollm2_shape(targets):
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     arch = get_model("smollm2-135m").arch
-    config = LlamaConfig(
-        vocab_size=arch.vocab_size,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_heads,
-        num_key_value_heads=arch.num_kv_heads,
-        tie_word_embeddings=True,
-    )
+    config = llama_config(arch)
+    assert config.tie_word_embeddings  # SmolLM2 ties its LM head to the embedding
     with torch.device("meta"):
         model = get_peft_model(LlamaForCausalLM(config), LoraConfig(r=16, target_modules=targets))
     trainable, total = model.get_nb_trainable_parameters()

@@ -77,58 +77,77 @@ def cuda_matmul_peak(size: int = 8192, repeats: int = 20) -> dict[str, float]:
     return results
 
 
-def random_model(key: str, cache: Path) -> Path:
-    """A folder with random bf16 weights of registry model ``key``'s architecture and the tiny tokenizer.
+def random_model(key: str, cache: Path, arch: Architecture | None = None) -> Path:
+    """A folder with random bf16 weights of registry model ``key``'s architecture (or ``arch``) and the tiny
+    tokenizer.
 
-    Built on the GPU (seconds) and kept in ``cache`` between runs (a 7B folder is ~14.5 GB).
+    Built on the GPU where there is one (seconds) and kept in ``cache`` between runs (a 7B folder is ~14.5 GB).
     """
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoModelForCausalLM
 
     from sectune.testing.tiny import build_tiny_tokenizer
-    from sectune.train.plan import embedding_params
+    from sectune.train.plan import llama_config
 
     folder = cache / f"random-{key}"
     if (folder / "config.json").is_file() and any(folder.glob("*.safetensors")):
         return folder
-    arch = REGISTRY[key].arch
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer(folder)
-    _, untied = embedding_params(arch)
-    config = LlamaConfig(
-        vocab_size=arch.vocab_size,
-        hidden_size=arch.hidden_size,
-        intermediate_size=arch.intermediate_size,
-        num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_heads,
-        num_key_value_heads=arch.num_kv_heads,
-        max_position_embeddings=4096,
-        tie_word_embeddings=not untied,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    ids = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    config = llama_config(arch or REGISTRY[key].arch, bos_token_id=ids[0], eos_token_id=ids[1], pad_token_id=ids[2])
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(str(folder))
     del model
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return folder
 
 
 def fitted_dataset(folder: Path, model: Path, rows: int, tokens: int) -> Path:
-    """A dataset folder of two-turn rows of about ``tokens`` tokens each under the model's tokenizer."""
+    """A dataset folder of two-turn rows of at most ``tokens`` tokens each (most within a few) under the model's
+    tokenizer: answers sized by a two-point linear fit, then each row's last answer cut to fit."""
     from sectune.models.load import load_tokenizer
 
     tokenizer = load_tokenizer(model)
-    probe = synthetic_rows(8, (100, 100))
-    per_row = sum(row_tokens(tokenizer, row) for row in probe) / len(probe)
-    words = max(5, int(100 * tokens / per_row * 0.95))  # answers scale linearly with their word count
+
+    def mean_tokens(words: int) -> float:
+        probe = synthetic_rows(8, (words, words))
+        return sum(row_tokens(tokenizer, row) for row in probe) / len(probe)
+
+    small, large = mean_tokens(20), mean_tokens(120)
+    per_word = (large - small) / 100
+    words = max(5, int(20 + (tokens - small) / per_word * 1.05))  # a little over: the cut brings each row down
+    fitted = [_cut_to_fit(tokenizer, row, tokens) for row in synthetic_rows(rows, (words, words))]
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(row) for row in synthetic_rows(rows, (words, words))]
+    lines = [json.dumps(row) for row in fitted]
     (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
+
+
+def _cut_to_fit(tokenizer: Any, row: dict[str, Any], tokens: int) -> dict[str, Any]:
+    """The row with its answers cut evenly to the most words that keep it within ``tokens`` (binary search)."""
+    answers = [i for i, turn in enumerate(row["messages"]) if turn["role"] == "assistant"]
+    words = {i: row["messages"][i]["content"].split() for i in answers}
+    most = max(len(w) for w in words.values())
+
+    def with_words(count: int) -> dict[str, Any]:
+        messages = [
+            {**turn, "content": " ".join(words[i][: max(1, len(words[i]) * count // most)])} if i in words else turn
+            for i, turn in enumerate(row["messages"])
+        ]
+        return {**row, "messages": messages}
+
+    low, high = 1, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if row_tokens(tokenizer, with_words(middle)) <= tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return with_words(low)
 
 
 def folder_sets(extra: tuple[str, ...] = ()) -> tuple[str, ...]:

@@ -94,6 +94,33 @@ def embedding_params(arch: Architecture) -> tuple[int, bool]:
     return embedding, untied
 
 
+def llama_config(
+    arch: Architecture,
+    *,
+    bos_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+) -> Any:
+    """A transformers ``LlamaConfig`` of these numbers (LM head tied unless the count says otherwise), for
+    random-init models (the GPU bench) and shape checks; the token ids are those of the tokenizer used."""
+    from transformers import LlamaConfig
+
+    _, untied = embedding_params(arch)
+    return LlamaConfig(
+        vocab_size=arch.vocab_size,
+        hidden_size=arch.hidden_size,
+        intermediate_size=arch.intermediate_size,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        num_key_value_heads=arch.num_kv_heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=not untied,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
+
+
 def lora_params(arch: Architecture, targets: list[str] | str, r: int) -> int:
     """Adapter parameters: r × (in + out) per targeted linear layer."""
     shapes = layer_params(arch)
