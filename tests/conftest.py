@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,22 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture
+def sectune_cli(monkeypatch, capsys) -> Callable[..., tuple[int, str, str]]:
+    """``sectune_cli(*args)``: (exit code, stdout, stderr) of ``sectune ARGS`` run in this process."""
+    from sectune.cli.main import main
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()  # what the test printed before is not the command's
+        monkeypatch.setattr(sys, "argv", ["sectune", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:  # sys.exit(None) is success; a message instead of a code is failure
+            code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

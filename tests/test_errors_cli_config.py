@@ -14,21 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sectune.cli.main import main
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-def run(monkeypatch, capsys, *args: str | Path) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``sectune ARGS`` run in this process."""
-    monkeypatch.setattr(sys, "argv", ["sectune", *map(str, args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(code: int, err: str, *words: str) -> str:
@@ -45,16 +31,16 @@ def assert_one_line_error(code: int, err: str, *words: str) -> str:
 # --- class 1: the command line -------------------------------------------------------------------------
 
 
-def test_sectune_alone_prints_the_help_and_exits_0(monkeypatch, capsys):
-    code, out, err = run(monkeypatch, capsys)
+def test_sectune_alone_prints_the_help_and_exits_0(sectune_cli):
+    code, out, err = sectune_cli()
     assert code == 0 and err == ""
     assert out.startswith("Usage: sectune ") and "Commands:" in out and "check" in out
 
 
-def test_version(monkeypatch, capsys):
+def test_version(sectune_cli):
     from importlib.metadata import version
 
-    code, out, err = run(monkeypatch, capsys, "--version")
+    code, out, err = sectune_cli("--version")
     assert code == 0 and err == ""
     assert out.strip() == f"sectune {version('sectune')}"
 
@@ -78,10 +64,10 @@ USAGE_CASES: dict[str, tuple[list[str], list[str]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(USAGE_CASES))
-def test_usage_errors_are_one_line_with_the_usage_and_exit_2(case, tmp_path, monkeypatch, capsys):
+def test_usage_errors_are_one_line_with_the_usage_and_exit_2(case, tmp_path, sectune_cli):
     args, words = USAGE_CASES[case]
     out = tmp_path / "out"
-    code, _, err = run(monkeypatch, capsys, *[str(out) if a == "OUT" else a for a in args])
+    code, _, err = sectune_cli(*[str(out) if a == "OUT" else a for a in args])
     assert_one_line_error(code, err, *words)
     assert "usage: sectune" in err
     assert not out.exists() and list(tmp_path.iterdir()) == []
@@ -97,15 +83,15 @@ PLAN_CASES: dict[str, tuple[list[str], list[str]]] = {
 
 
 @pytest.mark.parametrize("case", sorted(PLAN_CASES))
-def test_bad_plan_options_are_refused(case, monkeypatch, capsys):
+def test_bad_plan_options_are_refused(case, sectune_cli):
     args, words = PLAN_CASES[case]
-    code, out, err = run(monkeypatch, capsys, "plan", *args)
+    code, out, err = sectune_cli("plan", *args)
     assert_one_line_error(code, err, *words)
     assert out == ""  # no plan printed
 
 
-def test_inspect_model_option_is_checked_like_the_config(tmp_path, monkeypatch, capsys):
-    code, out, err = run(monkeypatch, capsys, "inspect", tmp_path / "dataset", "--model", "mistrall-7b")
+def test_inspect_model_option_is_checked_like_the_config(tmp_path, sectune_cli):
+    code, out, err = sectune_cli("inspect", tmp_path / "dataset", "--model", "mistrall-7b")
     assert_one_line_error(code, err, "--model", "unknown model 'mistrall-7b'", "did you mean 'mistral-7b'")
     assert out == "" and list(tmp_path.iterdir()) == []
 
@@ -181,21 +167,21 @@ def test_the_config_corpus_covers_each_kind():
 
 
 @pytest.mark.parametrize("name", sorted(CONFIG_CASES))
-def test_bad_config_is_one_line_naming_file_and_key(name, tmp_path, monkeypatch, capsys):
+def test_bad_config_is_one_line_naming_file_and_key(name, tmp_path, sectune_cli):
     config = write_config(tmp_path, name)
     out = tmp_path / "run"
-    code, _, err = run(monkeypatch, capsys, "train", tmp_path / "dataset", "--out", out, "--config", config)
+    code, _, err = sectune_cli("train", tmp_path / "dataset", "--out", out, "--config", config)
     assert_one_line_error(code, err, str(config), *CONFIG_CASES[name][1])
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["configs"]
 
 
-def test_a_bad_value_from_set_names_set_not_the_file(tmp_path, monkeypatch, capsys):
+def test_a_bad_value_from_set_names_set_not_the_file(tmp_path, sectune_cli):
     config = tmp_path / "ok.yaml"
     config.write_text("train:\n  method: lora\n")
-    code, _, err = run(monkeypatch, capsys, "check", "--config", config, "--set", "train.max_steps=0")
+    code, _, err = sectune_cli("check", "--config", config, "--set", "train.max_steps=0")
     line = assert_one_line_error(code, err, "--set: train.max_steps")
     assert str(config) not in line
-    code, _, err = run(monkeypatch, capsys, "check", "--config", config, "--set", "study.models=[smollm2-135m,x-1b]")
+    code, _, err = sectune_cli("check", "--config", config, "--set", "study.models=[smollm2-135m,x-1b]")
     assert_one_line_error(code, err, "--set: study.models.1", "unknown model 'x-1b'")
 
 
@@ -292,30 +278,28 @@ BAD_FOR_EVERY_STAGE = ["model_key.yaml", "dup_value.yaml", "max_steps_0.yaml", "
 
 @pytest.mark.parametrize("bad", BAD_FOR_EVERY_STAGE)
 @pytest.mark.parametrize("stage", STAGES)
-def test_a_wrong_config_fails_at_once_on_every_stage(stage, bad, tmp_path, monkeypatch, capsys, nothing_may_be_opened):
+def test_a_wrong_config_fails_at_once_on_every_stage(stage, bad, tmp_path, nothing_may_be_opened, sectune_cli):
     config = write_config(tmp_path, bad)
     out = tmp_path / "out"
-    code, _, err = run(monkeypatch, capsys, *stage_args(stage, tmp_path, out), "--config", config)
+    code, _, err = sectune_cli(*stage_args(stage, tmp_path, out), "--config", config)
     assert_one_line_error(code, err, str(config), *CONFIG_CASES[bad][1])
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["configs"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_guard_is_real_a_valid_config_reaches_the_stage(
-    stage, tmp_path, monkeypatch, capsys, nothing_may_be_opened
-):
-    code, _, err = run(monkeypatch, capsys, *stage_args(stage, tmp_path, tmp_path / "out"))
+def test_the_guard_is_real_a_valid_config_reaches_the_stage(stage, tmp_path, nothing_may_be_opened, sectune_cli):
+    code, _, err = sectune_cli(*stage_args(stage, tmp_path, tmp_path / "out"))
     assert code == 1 and "opened a model or data set (or started a stage)" in err, err
 
 
 # --- sectune check -----------------------------------------------------------------------------------------
 
 
-def test_check_prints_the_resolved_config_and_does_no_work(tmp_path, monkeypatch, capsys, nothing_may_be_opened):
+def test_check_prints_the_resolved_config_and_does_no_work(tmp_path, nothing_may_be_opened, sectune_cli):
     from sectune.config import load_config
 
     config = REPO / "configs" / "train-smollm2-lora.yaml"
-    code, out, err = run(monkeypatch, capsys, "check", "--config", config, "--set", "train.max_steps=7")
+    code, out, err = sectune_cli("check", "--config", config, "--set", "train.max_steps=7")
     assert code == 0 and err == ""
     printed = yaml.safe_load(out)
     assert printed["train"]["max_steps"] == 7 and printed["model"] == "smollm2-135m"
@@ -324,24 +308,24 @@ def test_check_prints_the_resolved_config_and_does_no_work(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_passes_check(path, monkeypatch, capsys):
-    code, out, err = run(monkeypatch, capsys, "check", "--config", path)
+def test_every_shipped_config_passes_check(path, sectune_cli):
+    code, out, err = sectune_cli("check", "--config", path)
     assert code == 0, err
     assert yaml.safe_load(out)["name"] == yaml.safe_load(path.read_text())["name"]
 
 
-def test_check_a_local_model_folder_and_a_train_run(tmp_path, monkeypatch, capsys):
+def test_check_a_local_model_folder_and_a_train_run(tmp_path, sectune_cli):
     model = tmp_path / "my-model"
     model.mkdir()
     (model / "config.json").write_text("{}")
     run_dir = tmp_path / "run"
     (run_dir / "adapter").mkdir(parents=True)
     (run_dir / "summary.json").write_text("{}")
-    code, _, err = run(monkeypatch, capsys, "check", "--set", f"model={model}", "--set", f"train.model={model}")
+    code, _, err = sectune_cli("check", "--set", f"model={model}", "--set", f"train.model={model}")
     assert code == 0, err
-    code, _, err = run(monkeypatch, capsys, "check", "--set", f"model={run_dir}")  # inference may use a run
+    code, _, err = sectune_cli("check", "--set", f"model={run_dir}")  # inference may use a run
     assert code == 0, err
-    code, _, err = run(monkeypatch, capsys, "check", "--set", f"train.model={run_dir}")  # training may not
+    code, _, err = sectune_cli("check", "--set", f"train.model={run_dir}")  # training may not
     assert_one_line_error(code, err, "train.model", "no config.json")
 
 
@@ -379,7 +363,7 @@ def test_only_generate_and_train_resume_and_the_readme_says_so():
     assert "`generate` and `train` also take `--resume`" in readme
 
 
-def test_each_set_option_shows_an_example_from_its_own_command_and_a_readable_metavar(monkeypatch, capsys):
+def test_each_set_option_shows_an_example_from_its_own_command_and_a_readable_metavar(sectune_cli):
     examples = {}
     for name, command in commands().items():
         found = option(command, "--set")
@@ -387,7 +371,7 @@ def test_each_set_option_shows_an_example_from_its_own_command_and_a_readable_me
             continue
         assert found.metavar == "KEY=VALUE", name
         examples[name] = found.help.rsplit("--set ", 1)[1]
-        code, out, _ = run(monkeypatch, capsys, name, "--help")
+        code, out, _ = sectune_cli(name, "--help")
         options = out[out.index("Options:") :]
         assert code == 0 and "--set KEY=VALUE" in options and "list[" not in options, out
     assert set(examples) >= {"generate", "topics", "prep", "inspect", "train", "plan", "eval", "study", "demo", "check"}

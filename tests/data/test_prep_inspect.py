@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    from sectune.cli.main import main
+@pytest.fixture
+def run_inspect(sectune_cli):
+    """``run_inspect(*args)``: (exit code, stdout and stderr together) of ``sectune inspect ARGS``."""
 
-    monkeypatch.setattr(sys, "argv", ["sectune", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+    def run(*args: str) -> tuple[int, str]:
+        code, out, err = sectune_cli("inspect", *args)
+        return code, out + err
+
+    return run
 
 
 @pytest.fixture
@@ -29,15 +26,12 @@ def tokenizer_dir(tmp_path, family_tokenizer):
 
 
 def test_inspect_a_dataset_folder_plain_markers(
-    tmp_path, chat_jsonl, cfg, family_tokenizer, tokenizer_dir, monkeypatch, capsys
+    tmp_path, chat_jsonl, cfg, family_tokenizer, tokenizer_dir, run_inspect
 ):
     from sectune.data.api import prepare
 
     dataset = prepare(cfg(), chat_jsonl, tmp_path / "ds", tokenizer=family_tokenizer("smollm2"))
-    code, out = run_cli(
-        monkeypatch,
-        capsys,
-        "inspect",
+    code, out = run_inspect(
         str(dataset),
         "--model",
         "smollm2-135m",
@@ -58,11 +52,8 @@ def test_inspect_a_dataset_folder_plain_markers(
     assert "\x1b[" not in out  # no colour codes
 
 
-def test_inspect_single_jsonl_reports_rows_over_max_length(chat_jsonl, tokenizer_dir, monkeypatch, capsys):
-    code, out = run_cli(
-        monkeypatch,
-        capsys,
-        "inspect",
+def test_inspect_single_jsonl_reports_rows_over_max_length(chat_jsonl, tokenizer_dir, run_inspect):
+    code, out = run_inspect(
         str(chat_jsonl),
         "--tokenizer",
         str(tokenizer_dir),
@@ -77,8 +68,8 @@ def test_inspect_single_jsonl_reports_rows_over_max_length(chat_jsonl, tokenizer
     assert "problem:" in out and "exceed max_length=70" in out
 
 
-def test_colour_falls_back_to_markers_when_not_a_terminal(chat_jsonl, tokenizer_dir, monkeypatch, capsys):
-    code, out = run_cli(monkeypatch, capsys, "inspect", str(chat_jsonl), "--tokenizer", str(tokenizer_dir), "-n", "1")
+def test_colour_falls_back_to_markers_when_not_a_terminal(chat_jsonl, tokenizer_dir, run_inspect):
+    code, out = run_inspect(str(chat_jsonl), "--tokenizer", str(tokenizer_dir), "-n", "1")
     assert code == 0
     assert "[[" in out and "<|im_end|>]]" in out and "\x1b[" not in out
 
@@ -94,25 +85,20 @@ def test_inspect_python_api_returns_figures(chat_jsonl, cfg, family_tokenizer):
     assert trained_text.endswith("<|im_end|>")
 
 
-def test_inspect_missing_split(tmp_path, chat_jsonl, cfg, family_tokenizer, tokenizer_dir, monkeypatch, capsys):
+def test_inspect_missing_split(tmp_path, chat_jsonl, cfg, family_tokenizer, tokenizer_dir, run_inspect):
     from sectune.data.api import prepare
 
     dataset = prepare(cfg(), chat_jsonl, tmp_path / "ds", tokenizer=family_tokenizer("smollm2"))
     (dataset / "validation.jsonl").unlink()  # a dataset folder that lacks a split asked for
-    code, out = run_cli(
-        monkeypatch, capsys, "inspect", str(dataset), "--split", "validation", "--tokenizer", str(tokenizer_dir)
-    )
+    code, out = run_inspect(str(dataset), "--split", "validation", "--tokenizer", str(tokenizer_dir))
     assert code == 2 and "validation" in out.splitlines()[-1] and "not found" in out.splitlines()[-1]
-    code, out = run_cli(monkeypatch, capsys, "inspect", str(dataset), "--split", "dev")
+    code, out = run_inspect(str(dataset), "--split", "dev")
     assert code == 2 and "'dev' is not one of 'train', 'validation', 'test'" in out.splitlines()[-1]
 
 
 @pytest.mark.slow
-def test_inspect_seed_jsonl_with_the_embedded_model(shared_dir, monkeypatch, capsys):
-    code, out = run_cli(
-        monkeypatch,
-        capsys,
-        "inspect",
+def test_inspect_seed_jsonl_with_the_embedded_model(shared_dir, run_inspect):
+    code, out = run_inspect(
         str(shared_dir / "data" / "seed" / "output_01.jsonl"),
         "--model",
         "smollm2-135m",

@@ -22,7 +22,6 @@ import openpyxl
 import pytest
 from generate_helpers import distinct_words, make_config, parse_request, sample_responder
 
-from sectune.cli.main import main
 from sectune.errors import IncompleteRunError, NothingUsableError, UserError
 from sectune.generate.api import generate
 from sectune.generate.samples import sample_prompt
@@ -54,8 +53,8 @@ def sets(base_url: str | None = None, **generate) -> list[str]:
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys, tmp_path):
-    """Run `sectune ARGS` in process: (exit code, stdout, stderr)."""
+def cli(monkeypatch, tmp_path, sectune_cli):
+    """Run `sectune ARGS` in process: (exit code, stdout, stderr), in an empty folder with no key set."""
     monkeypatch.chdir(tmp_path)  # no .env of the checkout
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -67,18 +66,7 @@ def cli(monkeypatch, capsys, tmp_path):
     ):
         monkeypatch.setenv(name, "off" if name == "SECTUNE_PROGRESS" else "1")  # restored after the test
 
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["sectune", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return sectune_cli
 
 
 def run_subprocess(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ Every fake listens on 127.0.0.1 only; no test reaches the network. The dataset i
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,18 +102,6 @@ def hosted_sets(tiny_model_dir) -> Callable[..., list[str]]:
 
 
 @pytest.fixture
-def cli(monkeypatch, capsys) -> Callable[..., tuple[int, str, str]]:
+def cli(sectune_cli) -> Callable[..., tuple[int, str, str]]:
     """``cli(*args)``: (exit code, stdout, stderr) of ``sectune ARGS`` run in this process."""
-    from sectune.cli.main import main
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["sectune", *map(str, args)])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+    return sectune_cli
