@@ -74,7 +74,7 @@ def measure(method: str, tokens: int, work: Path) -> dict[str, Any]:
 
 
 def _mb(counts: collections.Counter[str]) -> dict[str, float]:
-    return {dtype: round(nbytes / MB, 1) for dtype, nbytes in counts.items() if nbytes}
+    return {dtype: round(nbytes / MB, 1) for dtype, nbytes in counts.items() if nbytes >= MB / 20}
 
 
 def main() -> None:
