@@ -94,14 +94,19 @@ def random_model(key: str, cache: Path, arch: Architecture | None = None) -> Pat
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tiny_tokenizer(folder)
-    ids = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
-    config = llama_config(arch or REGISTRY[key].arch, bos_token_id=ids[0], eos_token_id=ids[1], pad_token_id=ids[2])
+    config = llama_config(
+        arch or REGISTRY[key].arch,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    cuda = torch.cuda.is_available()
     torch.manual_seed(0)
-    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+    with torch.device("cuda" if cuda else "cpu"):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(str(folder))
     del model
-    if torch.cuda.is_available():
+    if cuda:
         torch.cuda.empty_cache()
     return folder
 
