@@ -308,6 +308,7 @@ def make_trainer(
     from transformers import EarlyStoppingCallback
     from trl import SFTTrainer
 
+    from sectune.train.lm_head import use_kept_gradient_head
     from sectune.train.metrics_log import metrics_callback
 
     callbacks: list[Any] = [log_last_step_callback(), metrics_callback(session.work)]
@@ -322,6 +323,7 @@ def make_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    use_kept_gradient_head(trainer.model)  # CPU/MPS: trl's fused head runs as slow torch ops there (lm_head.py)
     use_progress_tracker(trainer, progress or track("train", unit="steps", mode="off"))
     return trainer
 
