@@ -3,9 +3,10 @@
 An estimate from the architecture numbers in the registry (``ModelSpec.arch``), counted the way sectune
 trains (docs/train.md explains each line):
 
-- weights: 16-bit (GPU) or fp32 (CPU) for full/LoRA; NF4 with double quantization is ~4.13 bits per weight
-  for 4-bit, 8 bits (+ scales) for 8-bit. Embeddings and an untied LM head stay unquantized and are upcast to
-  fp32 by peft's ``prepare_model_for_kbit_training``.
+- weights: LoRA's frozen base in the compute dtype (16-bit when training in bf16/fp16), full fine-tuning's
+  in fp32; NF4 with double quantization is ~4.13 bits per weight for 4-bit, 8 bits (+ scales) for 8-bit.
+  Embeddings and an untied LM head stay unquantized and are upcast to fp32 by peft's
+  ``prepare_model_for_kbit_training``.
 - LoRA: adapter weights, gradients and AdamW moments, all fp32 (16 bytes per adapter parameter).
 - full fine-tuning: fp32 gradients and AdamW moments for every parameter.
 - activations: what one decoder layer keeps for backward per token (norm inputs and outputs, q/k/v, attention
@@ -203,9 +204,9 @@ def _weight_bytes(method: str, params: float, unquantized: float, *, device: str
         return (params - unquantized) * NF4_BYTES + unquantized * 4
     if method == "qlora-8bit":
         return (params - unquantized) * INT8_BYTES + unquantized * 4
-    if method == "lora" and device == "cuda" and half:
-        return params * 2  # frozen base in the compute dtype
-    return params * 4  # fp32 weights (trained full weights, or CPU where bf16 is autocast)
+    if method == "lora" and half:
+        return params * 2  # frozen base in the compute dtype (GPU, or a CPU with native bf16)
+    return params * 4  # fp32 weights (trained full weights, or an fp32 run)
 
 
 def machine_memory() -> tuple[str, float]:
