@@ -39,11 +39,9 @@ def has_fast_fused_head(device_type: str) -> bool:
 def plain_head_reason(config: Any) -> str | None:
     """Why this model needs trl's general head (logit scaling, soft-capping, MoE router loss), or None."""
     text = config.get_text_config()
-    for name in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier"):
+    for name in ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling"):
         if getattr(text, name, None) not in (None, 1.0):
             return name
-    if getattr(text, "logits_scaling", None) not in (None, 1.0):
-        return "logits_scaling"
     if getattr(text, "output_router_logits", False):
         return "output_router_logits"
     return None
@@ -56,7 +54,7 @@ def chunk_tokens(vocab: int) -> int:
 class KeptGradientLogProbs:
     """log p(target), entropy and top-1 of ``hidden @ weight.T`` for trained positions; see the module doc.
 
-    An ``torch.autograd.Function`` built lazily so that importing this module does not import torch.
+    A ``torch.autograd.Function`` built lazily so that importing this module does not import torch.
     """
 
     _function: Any = None
@@ -152,7 +150,7 @@ def use_kept_gradient_head(model: Any) -> bool:
 
     @functools.wraps(type(base).forward)
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
-        shifted = shift_labels if shift_labels is not None else None if labels is None else labels[:, 1:]
+        shifted = labels[:, 1:] if shift_labels is None and labels is not None else shift_labels
         if not fused_lm_head or shifted is None or _kept_bytes(shifted, vocab) > MAX_KEPT_BYTES:
             return trl_forward(
                 *args,
@@ -167,8 +165,8 @@ def use_kept_gradient_head(model: Any) -> bool:
         if shift_labels is None:
             hidden = hidden[:, :-1]
         lm_head = self.get_output_embeddings()
-        fields = kept_gradient_outputs(hidden.to(lm_head.weight.device), lm_head, shifted.to(lm_head.weight.device),
-                                       num_items_in_batch)  # fmt: skip
+        device = lm_head.weight.device  # with device_map, the backbone can end on another device than the head
+        fields = kept_gradient_outputs(hidden.to(device), lm_head, shifted.to(device), num_items_in_batch)
         return FusedCausalLMOutput(**fields, log_sum_sq_probs=None, mean_logits=None, aux_loss=None)
 
     base.forward = types.MethodType(forward, base)

@@ -167,7 +167,7 @@ def estimate(
     total_params = arch.params_b * 1e9
     embedding, untied = embedding_params(arch)
     unquantized = embedding * (2 if untied else 1)
-    weights = _weight_bytes(method, total_params, unquantized, device=device, half=half)
+    weights = _weight_bytes(method, total_params, unquantized, half=half)
     gradients = optimizer = lora = 0.0
     if method == "full":
         gradients = total_params * 4
@@ -199,7 +199,7 @@ def estimate(
     )
 
 
-def _weight_bytes(method: str, params: float, unquantized: float, *, device: str, half: bool) -> float:
+def _weight_bytes(method: str, params: float, unquantized: float, *, half: bool) -> float:
     if method == "qlora":
         return (params - unquantized) * NF4_BYTES + unquantized * 4
     if method == "qlora-8bit":
